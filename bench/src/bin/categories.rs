@@ -1,0 +1,245 @@
+//! Category micro-benchmark (SPEC §4: "1 million domain patterns must load in seconds
+//! and match in well under a microsecond").
+//!
+//! Writes a 1,000,000-line category file (the three pattern forms, plus comments) to a
+//! temporary folder, loads it through `Config::from_str` with an SSL rule naming the
+//! category, then times `Policy::decide_client_hello` over a shuffled mix of hits and
+//! misses, in batches of 1,000 lookups per timing sample. The lookups are run in three
+//! rounds and the round with the lowest median is shown (all three medians are printed):
+//! on a shared machine, neighbours only ever make a round slower. Run in release mode:
+//! `cargo run --release -p sluice-bench --bin categories`.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use sluice_policy::{Config, DomainSet, SslAction, SslFacts};
+
+const PATTERNS: usize = 1_000_000;
+const LOOKUPS: usize = 1_000_000;
+const BATCH: usize = 1_000;
+const ROUNDS: usize = 3;
+const TLDS: [&str; 5] = ["com", "net", "org", "io", "example"];
+
+/// A small deterministic generator (xorshift64*), so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).unwrap_or(0)
+    }
+}
+
+/// The registered name of pattern `i`.
+fn site(i: usize) -> String {
+    format!(
+        "site-{:x}.{}",
+        i.wrapping_mul(2_654_435_761) % (1 << 40),
+        TLDS[i % TLDS.len()]
+    )
+}
+
+/// Pattern `i`: exact, `*.` (subdomains only) and `.` (name and subdomains) in turn.
+fn pattern(i: usize) -> String {
+    match i % 3 {
+        0 => site(i),
+        1 => format!("*.{}", site(i)),
+        _ => format!(".{}", site(i)),
+    }
+}
+
+/// A lookup name and whether the category matches it: a quarter registered names (or
+/// `www.` under a `*.` pattern: all hits), a quarter deeper subdomains (hits except under
+/// exact patterns), half unknown names (misses, one of them in mixed case with a
+/// trailing dot, to be normalized). About 42% hits.
+fn query(rng: &mut Rng) -> (String, bool) {
+    let i = rng.below(PATTERNS);
+    match (rng.below(4), i % 3) {
+        (0, 1) => (format!("www.{}", site(i)), true),
+        (0, _) => (site(i), true),
+        (1, 0) => (format!("cdn.{}", site(i)), false),
+        (1, _) => (format!("a.b.{}", site(i)), true),
+        (2, _) => (format!("www.unknown-{i}.{}", TLDS[i % TLDS.len()]), false),
+        _ => (format!("Mixed.Case-{i}.Example.COM."), false),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Per-lookup latency, one sample per batch of `BATCH` lookups, sorted.
+fn time_round(queries: &[(String, bool)], lookup: &mut impl FnMut(&str) -> bool) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(queries.len() / BATCH);
+    for batch in queries.chunks_exact(BATCH) {
+        let start = Instant::now();
+        for (name, _) in batch {
+            black_box(lookup(black_box(name)));
+        }
+        samples.push(start.elapsed() / BATCH as u32);
+    }
+    samples.sort_unstable();
+    samples
+}
+
+/// Latency of each round; the first is the round with the lowest median.
+fn time_lookups(
+    queries: &[(String, bool)],
+    mut lookup: impl FnMut(&str) -> bool,
+) -> Vec<Vec<Duration>> {
+    let mut rounds: Vec<Vec<Duration>> = (0..ROUNDS)
+        .map(|_| time_round(queries, &mut lookup))
+        .collect();
+    rounds.sort_by_key(|samples| percentile(samples, 0.5));
+    rounds
+}
+
+fn print_table(header: [&str; 3], rows: &[[String; 3]]) {
+    let width = |col: usize| {
+        rows.iter()
+            .map(|row| row[col].chars().count())
+            .chain([header[col].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2)];
+    println!(
+        "| {:<w0$} | {:>w1$} | {:<w2$} |",
+        header[0],
+        header[1],
+        header[2],
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2]
+    );
+    println!(
+        "|{}|{}:|{}|",
+        "-".repeat(widths[0] + 2),
+        "-".repeat(widths[1] + 1),
+        "-".repeat(widths[2] + 2)
+    );
+    for row in rows {
+        println!(
+            "| {:<w0$} | {:>w1$} | {:<w2$} |",
+            row[0],
+            row[1],
+            row[2],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+    }
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut list = String::with_capacity(PATTERNS * 24);
+    list.push_str("# generated by sluice-bench categories\n\n");
+    for i in 0..PATTERNS {
+        writeln!(list, "{}", pattern(i))?;
+        if i % 100_000 == 0 {
+            writeln!(list, "# section {i}")?;
+        }
+    }
+    std::fs::write(dir.path().join("big.txt"), &list)?;
+    let config_text = r#"
+[categories]
+big = { file = "big.txt" }
+
+[[ssl_rules]]
+name = "big-category"
+categories = ["big"]
+action = "terminate"
+"#;
+
+    let start = Instant::now();
+    let config = Config::from_str(config_text, "bench.toml", dir.path()).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let load = start.elapsed();
+
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let queries: Vec<(String, bool)> = (0..LOOKUPS).map(|_| query(&mut rng)).collect();
+    let expected_hits = queries.iter().filter(|(_, hit)| *hit).count();
+
+    // Correctness first: every query decides as expected.
+    let policy = &config.policy;
+    let decide = |name: &str| {
+        let facts = SslFacts {
+            client: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            user: None,
+            user_agent: None,
+            dest_name: Some(name),
+            dest_ip: None,
+            port: 443,
+        };
+        policy.decide_client_hello(&facts).action == SslAction::Terminate
+    };
+    for (name, hit) in &queries {
+        if decide(name) != *hit {
+            return Err(format!("wrong decision for {name}: expected hit = {hit}").into());
+        }
+    }
+    let decide_samples = time_lookups(&queries, decide);
+
+    // The set alone, on names already normalized, for comparison.
+    let mut set = DomainSet::with_capacity(PATTERNS);
+    for i in 0..PATTERNS {
+        set.insert_pattern(&pattern(i))?;
+    }
+    let normalized: Vec<(String, bool)> = queries
+        .iter()
+        .filter_map(|(name, hit)| Some((sluice_policy::normalize_domain(name)?, *hit)))
+        .collect();
+    let set_samples = time_lookups(&normalized, |name| set.matches(name));
+
+    println!(
+        "category: {PATTERNS} patterns, {:.1} MB file; {LOOKUPS} lookups, {:.0}% hits, \
+         {BATCH} lookups per sample, best of {ROUNDS} rounds\n",
+        list.len() as f64 / 1e6,
+        100.0 * expected_hits as f64 / LOOKUPS as f64
+    );
+    let ns = |d: Duration| format!("{} ns", d.as_nanos());
+    let mut rows = vec![[
+        "load (Config::from_str, file read included)".to_owned(),
+        format!("{:.0} ms", load.as_secs_f64() * 1e3),
+        "< 3000 ms".to_owned(),
+    ]];
+    for (what, rounds) in [
+        ("decide_client_hello", &decide_samples),
+        ("DomainSet::matches, normalized name", &set_samples),
+    ] {
+        let medians: Vec<String> = rounds.iter().map(|r| ns(percentile(r, 0.5))).collect();
+        rows.push([
+            format!("{what}, median"),
+            ns(percentile(&rounds[0], 0.5)),
+            "< 1000 ns".to_owned(),
+        ]);
+        rows.push([
+            format!("{what}, p99"),
+            ns(percentile(&rounds[0], 0.99)),
+            String::new(),
+        ]);
+        rows.push([
+            format!("{what}, round medians"),
+            medians.join(" / "),
+            String::new(),
+        ]);
+    }
+    print_table(["measure", "value", "target"], &rows);
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! From the file's [`RawConfig`] sections to [`Settings`]: SPEC §5 defaults, value checks
+//! with the offending line, and paths resolved against the configuration's folder.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::action::{CertErrorPolicy, SslAction};
+use crate::diagnostics::Diagnostics;
+use crate::net::port_number;
+use crate::raw::{RawLimits, RawLog, RawProxy, RawTls};
+use crate::settings::{LeafKey, Limits, LogSettings, LogTarget, NonTls, SniMismatch, TlsSettings};
+
+// SPEC §5 defaults; those of booleans and enums are written where they are applied.
+const DEFAULT_LISTEN: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 3128);
+const DEFAULT_CONNECT_PORT: u16 = 443;
+const DEFAULT_CA_CERT: &str = "sluice-data/ca.pem";
+const DEFAULT_CA_KEY: &str = "sluice-data/ca-key.pem";
+const DEFAULT_CERT_CACHE_SIZE: u64 = 10_000;
+const DEFAULT_LOG_LEVEL: &str = "info";
+const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+const DEFAULT_CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_MAX_HEADER_BYTES: u64 = 65_536;
+
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// `proxy.listen` and `proxy.connect_ports`.
+pub(crate) fn proxy(raw: RawProxy, diag: &mut Diagnostics<'_>) -> (Vec<SocketAddr>, Vec<u16>) {
+    let listen = match raw.listen {
+        None => vec![SocketAddr::from(DEFAULT_LISTEN)],
+        Some(list) => listen(list, diag),
+    };
+    let connect_ports = match raw.connect_ports {
+        None => vec![DEFAULT_CONNECT_PORT],
+        Some(ports) => ports
+            .iter()
+            .filter_map(|port| {
+                port_number(*port.get_ref())
+                    .map_err(|e| diag.at(port.span(), format!("proxy.connect_ports: {e}")))
+                    .ok()
+            })
+            .collect(),
+    };
+    (listen, connect_ports)
+}
+
+fn listen(list: Spanned<Vec<Spanned<String>>>, diag: &mut Diagnostics<'_>) -> Vec<SocketAddr> {
+    if list.get_ref().is_empty() {
+        diag.at(list.span(), "proxy.listen: at least one address is needed");
+    }
+    let mut seen = HashSet::new();
+    let mut addrs = Vec::new();
+    for text in list.get_ref() {
+        match text.get_ref().trim().parse::<SocketAddr>() {
+            Ok(addr) if !seen.insert(addr) => {
+                diag.at(text.span(), format!("proxy.listen: duplicate address {addr}"));
+            }
+            Ok(addr) => addrs.push(addr),
+            Err(_) => diag.at(
+                text.span(),
+                format!(
+                    "proxy.listen: invalid address `{}`, expected IP:PORT like \"127.0.0.1:3128\" or \"[::1]:3128\"",
+                    text.get_ref()
+                ),
+            ),
+        }
+    }
+    addrs
+}
+
+/// `[tls]`.
+pub(crate) fn tls(raw: RawTls, base_dir: &Path, diag: &mut Diagnostics<'_>) -> TlsSettings {
+    let upstream_roots = raw
+        .upstream_roots
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|root| path(root, base_dir, "tls.upstream_roots", diag))
+        .collect();
+    let trusted_server_certs = raw
+        .trusted_server_certs
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|fp| {
+            fingerprint(fp.get_ref())
+                .map_err(|e| diag.at(fp.span(), format!("tls.trusted_server_certs: {e}")))
+                .ok()
+        })
+        .collect();
+    TlsSettings {
+        decryption: raw.decryption.unwrap_or(true),
+        default_action: raw.default_action.unwrap_or(SslAction::Bump),
+        ca_cert: path_or(raw.ca_cert, DEFAULT_CA_CERT, base_dir, "tls.ca_cert", diag),
+        ca_key: path_or(raw.ca_key, DEFAULT_CA_KEY, base_dir, "tls.ca_key", diag),
+        leaf_key: raw.leaf_key.unwrap_or(LeafKey::EcdsaP256),
+        upstream_roots,
+        on_cert_error: raw.on_cert_error.unwrap_or(CertErrorPolicy::Block),
+        on_sni_mismatch: raw.on_sni_mismatch.unwrap_or(SniMismatch::Terminate),
+        on_non_tls: raw.on_non_tls.unwrap_or(NonTls::Terminate),
+        trusted_server_certs,
+        cert_cache_size: positive(
+            raw.cert_cache_size,
+            DEFAULT_CERT_CACHE_SIZE,
+            "tls.cert_cache_size",
+            diag,
+        ),
+    }
+}
+
+/// A path value resolved against `base_dir`; `None`, with an error, when it is empty.
+fn path(
+    value: &Spanned<String>,
+    base_dir: &Path,
+    key: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Option<PathBuf> {
+    if value.get_ref().trim().is_empty() {
+        diag.at(value.span(), format!("{key}: empty path"));
+        return None;
+    }
+    Some(base_dir.join(value.get_ref()))
+}
+
+/// [`path`], or `default` resolved against `base_dir` when the key is absent.
+fn path_or(
+    value: Option<Spanned<String>>,
+    default: &str,
+    base_dir: &Path,
+    key: &str,
+    diag: &mut Diagnostics<'_>,
+) -> PathBuf {
+    match value {
+        None => base_dir.join(default),
+        Some(value) => path(&value, base_dir, key, diag).unwrap_or_default(),
+    }
+}
+
+/// `sha256:<64 hex digits>`, hex in either case, optionally separated by colons.
+fn fingerprint(text: &str) -> Result<[u8; 32], String> {
+    let bad = |why: &str| format!("invalid fingerprint `{text}`: {why}");
+    let hex = text
+        .trim()
+        .strip_prefix("sha256:")
+        .ok_or_else(|| bad("expected \"sha256:<hex>\""))?;
+    let digits: Vec<u8> = hex.bytes().filter(|&b| b != b':').collect();
+    if digits.len() != 64 {
+        return Err(bad("a SHA-256 fingerprint is 32 bytes (64 hex digits)"));
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let high = hex_value(pair[0]).ok_or_else(|| bad("not a hex digit"))?;
+        let low = hex_value(pair[1]).ok_or_else(|| bad("not a hex digit"))?;
+        *byte = high << 4 | low;
+    }
+    Ok(out)
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|v| u8::try_from(v).ok())
+}
+
+/// `[log]`.
+pub(crate) fn log(raw: RawLog, base_dir: &Path, diag: &mut Diagnostics<'_>) -> LogSettings {
+    let access = match &raw.access {
+        Some(v) if v.get_ref() != "stdout" => {
+            path(v, base_dir, "log.access", diag).map_or(LogTarget::Stdout, LogTarget::File)
+        }
+        _ => LogTarget::Stdout,
+    };
+    let level = match raw.level {
+        None => DEFAULT_LOG_LEVEL.to_owned(),
+        Some(level) => {
+            let name = level.get_ref().trim().to_ascii_lowercase();
+            if !LOG_LEVELS.contains(&name.as_str()) {
+                diag.at(
+                    level.span(),
+                    format!(
+                        "log.level: unknown level `{}`, expected one of error, warn, info, debug, trace",
+                        level.get_ref()
+                    ),
+                );
+            }
+            name
+        }
+    };
+    LogSettings { access, level }
+}
+
+/// `[limits]`.
+pub(crate) fn limits(raw: RawLimits, diag: &mut Diagnostics<'_>) -> Limits {
+    Limits {
+        max_connections: to_usize(positive(
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            "limits.max_connections",
+            diag,
+        )),
+        client_hello_timeout: duration(
+            raw.client_hello_timeout,
+            DEFAULT_CLIENT_HELLO_TIMEOUT,
+            "limits.client_hello_timeout",
+            diag,
+        ),
+        connect_timeout: duration(
+            raw.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+            "limits.connect_timeout",
+            diag,
+        ),
+        idle_timeout: duration(
+            raw.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
+            "limits.idle_timeout",
+            diag,
+        ),
+        max_header_bytes: to_usize(positive(
+            raw.max_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES,
+            "limits.max_header_bytes",
+            diag,
+        )),
+    }
+}
+
+/// An integer that must be at least 1; `default` when absent or invalid (with an error).
+fn positive(
+    value: Option<Spanned<i64>>,
+    default: u64,
+    key: &str,
+    diag: &mut Diagnostics<'_>,
+) -> u64 {
+    let Some(value) = value else { return default };
+    match u64::try_from(*value.get_ref()) {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            diag.at(
+                value.span(),
+                format!("{key}: must be at least 1, got {}", value.get_ref()),
+            );
+            default
+        }
+    }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// A humantime duration ("10s", "5m", "1h 30m") that must be positive.
+fn duration(
+    value: Option<Spanned<String>>,
+    default: Duration,
+    key: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Duration {
+    let Some(value) = value else { return default };
+    match humantime::parse_duration(value.get_ref().trim()) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            diag.at(value.span(), format!("{key}: must be greater than zero"));
+            default
+        }
+        Err(e) => {
+            diag.at(
+                value.span(),
+                format!(
+                    "{key}: invalid duration `{}` ({e}), expected like \"10s\", \"5m\" or \"1h 30m\"",
+                    value.get_ref()
+                ),
+            );
+            default
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_accept_either_case_and_colons() {
+        let lower = format!("sha256:{}", "ab".repeat(32));
+        let upper_colons = format!("sha256:{}", vec!["AB"; 32].join(":"));
+        assert_eq!(fingerprint(&lower).unwrap(), [0xab; 32]);
+        assert_eq!(fingerprint(&upper_colons).unwrap(), [0xab; 32]);
+        let mixed = format!("sha256:0123456789abcdefABCDEF{}", "0".repeat(42));
+        let fp = fingerprint(&mixed).unwrap();
+        assert_eq!(
+            &fp[..11],
+            &[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xab, 0xcd, 0xef]
+        );
+    }
+
+    #[test]
+    fn bad_fingerprints_are_rejected() {
+        for bad in [
+            "ab".repeat(32),
+            format!("sha1:{}", "ab".repeat(32)),
+            format!("sha256:{}", "ab".repeat(31)),
+            format!("sha256:{}", "ab".repeat(33)),
+            format!("sha256:{}zz", "ab".repeat(31)),
+            format!("sha256:{}é", "a".repeat(63)),
+        ] {
+            assert!(fingerprint(&bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! [`DomainSet`]: domain patterns in their three forms, matched label by label.
+
+use std::fmt;
+
+use super::names::NameMap;
+use super::normalize;
+
+/// The name itself matches.
+const SELF: u8 = 1;
+/// Every strict subdomain of the name matches.
+const SUBDOMAINS: u8 = 2;
+
+/// A set of domain patterns:
+///
+/// | pattern | matches |
+/// |---|---|
+/// | `example.com` | exactly `example.com` |
+/// | `*.example.com` | subdomains of `example.com` only |
+/// | `.example.com` | `example.com` and all its subdomains |
+///
+/// Patterns are normalized on insertion (case, trailing dot, IDN → punycode). A lookup
+/// walks the label boundaries of the name, one hash probe per label, without allocating.
+#[derive(Clone, Default)]
+pub struct DomainSet {
+    /// Normalized name → `SELF` | `SUBDOMAINS` bits.
+    names: NameMap,
+}
+
+impl DomainSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty set with room for `capacity` patterns without rehashing.
+    pub fn with_capacity(capacity: usize) -> Self {
+        DomainSet {
+            names: NameMap::with_capacity(capacity),
+        }
+    }
+
+    /// Add one pattern (surrounding whitespace ignored). The error says what is wrong
+    /// with it, quoting it.
+    pub fn insert_pattern(&mut self, pattern: &str) -> Result<(), String> {
+        let pattern = pattern.trim();
+        let (name, bits) = if let Some(rest) = pattern.strip_prefix("*.") {
+            (rest, SUBDOMAINS)
+        } else if let Some(rest) = pattern.strip_prefix('.') {
+            (rest, SELF | SUBDOMAINS)
+        } else {
+            (pattern, SELF)
+        };
+        let invalid = |why: &str| format!("invalid domain pattern `{pattern}`: {why}");
+        if name.contains('*') {
+            return Err(invalid("`*` is only allowed as a leading `*.`"));
+        }
+        let name = normalize(name).map_err(invalid)?;
+        self.names.add(&name, bits);
+        Ok(())
+    }
+
+    /// Whether a normalized name (see [`normalize_domain`](super::normalize_domain)) matches a pattern of the set.
+    pub fn matches(&self, normalized_name: &str) -> bool {
+        if self.names.is_empty() {
+            return false;
+        }
+        if self.has(normalized_name, SELF) {
+            return true;
+        }
+        // Each `.` starts a parent name; `.` is ASCII, so the next byte is a char boundary.
+        normalized_name
+            .bytes()
+            .enumerate()
+            .any(|(i, b)| b == b'.' && self.has(&normalized_name[i + 1..], SUBDOMAINS))
+    }
+
+    /// Number of distinct names (a name given as both `x` and `*.x` counts once).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the set holds no pattern.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    fn has(&self, name: &str, bit: u8) -> bool {
+        self.names.get(name) & bit != 0
+    }
+}
+
+impl fmt::Debug for DomainSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A category may hold a million names: never print them all.
+        f.debug_struct("DomainSet")
+            .field("len", &self.names.len())
+            .finish()
+    }
+}

@@ -1,0 +1,50 @@
+//! Pure policy for sluice: the configuration model, its validation with line numbers,
+//! and the SSL-rule decisions of SPEC §1 and §4.
+//!
+//! The data path learns facts about a connection ([`SslFacts`]: client, CONNECT host or
+//! SNI, destination IP, port, User-Agent) and asks [`Policy`] what to do; this crate never
+//! sees a socket. It must not depend on tokio or do any I/O other than reading the
+//! configuration file and the category list files it names, both at load time only.
+//!
+//! - [`Config::load`] / [`Config::from_str`] parse TOML into [`Settings`] (plain values for
+//!   the data path) and a compiled, immutable [`Policy`], or return every problem found as
+//!   a [`ConfigError`] printed `FILE:LINE: msg`.
+//! - [`Policy::decide_connect`] and [`Policy::decide_client_hello`] are the two decision
+//!   stages; [`Policy::explain`] runs both for `sluice explain`.
+//! - [`DomainSet`] holds domain patterns (`example.com`, `*.example.com`, `.example.com`)
+//!   and answers a lookup with one hash probe per label, so a category of a million
+//!   entries matches in well under a microsecond.
+//!
+//! Where the SPEC is silent, this crate decides:
+//! - an empty condition list (`domains = []`) is an error, since it would never match;
+//! - rule names `default` and `learned-bypass` are reserved (the access log uses them);
+//! - `domain_regex` is unanchored and case-insensitive, on the normalized name (punycode);
+//!   `user_agents` is unanchored and case-sensitive (write `(?i)` to change that);
+//! - a destination name that is not a valid DNS name matches no domain condition;
+//! - IPv4-mapped IPv6 addresses match IPv4 `clients` / `ips` ranges;
+//! - host names may contain `_` (real ones do); labels are at most 63, names 253 bytes;
+//! - a list file in the wrong format reports its first 20 bad lines and a count.
+
+mod action;
+mod categories;
+mod compile;
+mod config;
+mod diagnostics;
+mod domain;
+mod explain;
+mod net;
+mod policy;
+mod raw;
+mod regexes;
+mod rules;
+mod settings;
+
+pub use action::{CertErrorPolicy, SslAction, Stage};
+pub use config::Config;
+pub use diagnostics::ConfigError;
+pub use domain::{normalize_domain, same_domain, DomainSet};
+pub use explain::Explanation;
+pub use policy::{ConnectStep, Policy, SslDecision, SslFacts, DEFAULT_RULE};
+pub use settings::{
+    LeafKey, Limits, LogSettings, LogTarget, NonTls, Settings, SniMismatch, TlsSettings,
+};

@@ -1,0 +1,117 @@
+//! The configuration file as written: serde structs that reject unknown keys and keep
+//! the span of every value a later check may complain about. Defaults are applied when
+//! compiling (see `compile.rs`), so a missing key is `None` here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::action::{CertErrorPolicy, SslAction};
+use crate::net::PortValue;
+use crate::settings::{LeafKey, NonTls, SniMismatch};
+
+/// A list whose entries, and the list itself, carry their spans.
+pub(crate) type SpannedList<T> = Spanned<Vec<Spanned<T>>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawConfig {
+    pub proxy: RawProxy,
+    pub tls: RawTls,
+    pub ssl_rules: Vec<RawSslRule>,
+    pub categories: BTreeMap<String, RawCategory>,
+    pub log: RawLog,
+    pub limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawProxy {
+    pub listen: Option<SpannedList<String>>,
+    pub connect_ports: Option<Vec<Spanned<i64>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawTls {
+    pub decryption: Option<bool>,
+    pub default_action: Option<SslAction>,
+    pub ca_cert: Option<Spanned<String>>,
+    pub ca_key: Option<Spanned<String>>,
+    pub leaf_key: Option<LeafKey>,
+    pub upstream_roots: Option<Vec<Spanned<String>>>,
+    pub on_cert_error: Option<CertErrorPolicy>,
+    pub on_sni_mismatch: Option<SniMismatch>,
+    pub on_non_tls: Option<NonTls>,
+    pub trusted_server_certs: Option<Vec<Spanned<String>>>,
+    pub cert_cache_size: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSslRule {
+    pub name: Spanned<String>,
+    pub action: SslAction,
+    pub cert_errors: Option<CertErrorPolicy>,
+    pub clients: Option<SpannedList<String>>,
+    pub user_agents: Option<SpannedList<String>>,
+    pub domains: Option<SpannedList<String>>,
+    pub domain_regex: Option<SpannedList<String>>,
+    pub categories: Option<SpannedList<String>>,
+    pub ips: Option<SpannedList<String>>,
+    pub ports: Option<SpannedList<PortValue>>,
+}
+
+/// `name = ["pattern", ...]` or `name = { file = "lists/x.txt" }`.
+pub(crate) enum RawCategory {
+    Inline(Vec<Spanned<String>>),
+    File(Spanned<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCategoryFile {
+    file: Spanned<String>,
+}
+
+impl<'de> Deserialize<'de> for RawCategory {
+    // Not `#[serde(untagged)]`: that buffers the value and loses the entries' spans.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CategoryVisitor;
+        impl<'de> Visitor<'de> for CategoryVisitor {
+            type Value = RawCategory;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of domain patterns or a table `{ file = \"...\" }`")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawCategory, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(RawCategory::Inline)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawCategory, A::Error> {
+                RawCategoryFile::deserialize(MapAccessDeserializer::new(map))
+                    .map(|raw| RawCategory::File(raw.file))
+            }
+        }
+        deserializer.deserialize_any(CategoryVisitor)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawLog {
+    pub access: Option<Spanned<String>>,
+    pub level: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawLimits {
+    pub max_connections: Option<Spanned<i64>>,
+    pub client_hello_timeout: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+}

@@ -1,0 +1,548 @@
+//! Loading configurations: SPEC §5 defaults, every accepted value, and errors with the
+//! right file and line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sluice_policy::{
+    CertErrorPolicy, Config, ConfigError, LeafKey, LogTarget, NonTls, SniMismatch, SslAction,
+};
+
+fn load(text: &str) -> Config {
+    Config::from_str(text, "sluice.toml", Path::new("conf"))
+        .unwrap_or_else(|errors| panic!("unexpected errors: {errors:#?}"))
+}
+
+/// Every error, displayed as `sluice check` prints it.
+fn errors(text: &str) -> Vec<String> {
+    errors_in(text, Path::new("conf"))
+}
+
+fn errors_in(text: &str, base_dir: &Path) -> Vec<String> {
+    match Config::from_str(text, "sluice.toml", base_dir) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(errors) => errors.iter().map(ConfigError::to_string).collect(),
+    }
+}
+
+#[test]
+fn an_empty_file_has_every_spec_default() {
+    let s = load("").settings;
+    assert_eq!(s.listen, ["127.0.0.1:3128".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(s.connect_ports, [443]);
+    assert!(s.tls.decryption);
+    assert_eq!(s.tls.default_action, SslAction::Bump);
+    assert_eq!(s.tls.ca_cert, Path::new("conf/sluice-data/ca.pem"));
+    assert_eq!(s.tls.ca_key, Path::new("conf/sluice-data/ca-key.pem"));
+    assert_eq!(s.tls.leaf_key, LeafKey::EcdsaP256);
+    assert!(s.tls.upstream_roots.is_empty());
+    assert_eq!(s.tls.on_cert_error, CertErrorPolicy::Block);
+    assert_eq!(s.tls.on_sni_mismatch, SniMismatch::Terminate);
+    assert_eq!(s.tls.on_non_tls, NonTls::Terminate);
+    assert!(s.tls.trusted_server_certs.is_empty());
+    assert_eq!(s.tls.cert_cache_size, 10_000);
+    assert_eq!(s.log.access, LogTarget::Stdout);
+    assert_eq!(s.log.level, "info");
+    assert_eq!(s.limits.max_connections, 10_000);
+    assert_eq!(s.limits.client_hello_timeout, Duration::from_secs(10));
+    assert_eq!(s.limits.connect_timeout, Duration::from_secs(10));
+    assert_eq!(s.limits.idle_timeout, Duration::from_secs(300));
+    assert_eq!(s.limits.max_header_bytes, 65_536);
+}
+
+#[test]
+fn the_embedded_default_is_the_empty_file_relative_to_the_current_directory() {
+    let config = Config::embedded_default();
+    assert_eq!(config.settings.tls.ca_cert, Path::new("sluice-data/ca.pem"));
+    assert_eq!(
+        config.settings.tls.ca_key,
+        Path::new("sluice-data/ca-key.pem")
+    );
+    let mut from_empty = load("").settings;
+    from_empty.tls.ca_cert = config.settings.tls.ca_cert.clone();
+    from_empty.tls.ca_key = config.settings.tls.ca_key.clone();
+    assert_eq!(config.settings, from_empty);
+}
+
+#[test]
+fn the_spec_example_subset_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    std::fs::write(dir.path().join("lists/gambling.txt"), "casino.example\n").unwrap();
+    let text = r#"
+[proxy]
+listen = ["127.0.0.1:3128"]
+connect_ports = [443]          # CONNECT to other ports: 403
+
+[tls]
+decryption = true
+default_action = "bump"        # tunnel | tunnel-sni | bump | terminate
+ca_cert = "sluice-data/ca.pem"
+ca_key = "sluice-data/ca-key.pem"
+leaf_key = "ecdsa-p256"        # or rsa-2048
+upstream_roots = []
+on_cert_error = "block"
+on_sni_mismatch = "terminate"
+on_non_tls = "terminate"
+trusted_server_certs = []
+cert_cache_size = 10000
+
+[[ssl_rules]]
+name = "banking"
+domains = [".bank.example"]
+action = "tunnel-sni"
+
+[categories]
+social = ["*.social.example", ".chat.example"]
+gambling = { file = "lists/gambling.txt" }
+
+[log]
+access = "stdout"
+level = "info"
+
+[limits]
+max_connections = 10000
+client_hello_timeout = "10s"
+connect_timeout = "10s"
+idle_timeout = "300s"
+max_header_bytes = 65536
+"#;
+    let config = Config::from_str(text, "sluice.toml", dir.path()).unwrap();
+    assert_eq!(config.settings, {
+        let mut expected = load("").settings;
+        expected.tls.ca_cert = dir.path().join("sluice-data/ca.pem");
+        expected.tls.ca_key = dir.path().join("sluice-data/ca-key.pem");
+        expected
+    });
+}
+
+#[test]
+fn every_value_is_read() {
+    let fp = "sha256:".to_owned() + &["0A"; 32].join(":");
+    let s = load(&format!(
+        r#"
+[proxy]
+listen = ["0.0.0.0:8080", "[::1]:3128"]
+connect_ports = [443, 8443]
+[tls]
+decryption = false
+default_action = "tunnel-sni"
+ca_cert = "/etc/sluice/ca.pem"
+ca_key = "keys/ca-key.pem"
+leaf_key = "rsa-2048"
+upstream_roots = ["roots/a.pem", "/abs/b.pem"]
+on_cert_error = "untrusted"
+on_sni_mismatch = "ignore"
+on_non_tls = "tunnel"
+trusted_server_certs = ["{fp}"]
+cert_cache_size = 5
+[log]
+access = "logs/access.log"
+level = "DEBUG"
+[limits]
+max_connections = 7
+client_hello_timeout = "1500ms"
+connect_timeout = "1m"
+idle_timeout = "1h 30m"
+max_header_bytes = 1024
+"#
+    ))
+    .settings;
+    assert_eq!(
+        s.listen,
+        [
+            "0.0.0.0:8080".parse::<SocketAddr>().unwrap(),
+            "[::1]:3128".parse().unwrap()
+        ]
+    );
+    assert_eq!(s.connect_ports, [443, 8443]);
+    assert!(!s.tls.decryption);
+    assert_eq!(s.tls.default_action, SslAction::TunnelSni);
+    assert_eq!(s.tls.ca_cert, Path::new("/etc/sluice/ca.pem"));
+    assert_eq!(s.tls.ca_key, Path::new("conf/keys/ca-key.pem"));
+    assert_eq!(s.tls.leaf_key, LeafKey::Rsa2048);
+    assert_eq!(
+        s.tls.upstream_roots,
+        [
+            PathBuf::from("conf/roots/a.pem"),
+            PathBuf::from("/abs/b.pem")
+        ]
+    );
+    assert_eq!(s.tls.on_cert_error, CertErrorPolicy::Untrusted);
+    assert_eq!(s.tls.on_sni_mismatch, SniMismatch::Ignore);
+    assert_eq!(s.tls.on_non_tls, NonTls::Tunnel);
+    assert_eq!(s.tls.trusted_server_certs, [[0x0a; 32]]);
+    assert_eq!(s.tls.cert_cache_size, 5);
+    assert_eq!(s.log.access, LogTarget::File("conf/logs/access.log".into()));
+    assert_eq!(s.log.level, "debug");
+    assert_eq!(s.limits.max_connections, 7);
+    assert_eq!(s.limits.client_hello_timeout, Duration::from_millis(1500));
+    assert_eq!(s.limits.connect_timeout, Duration::from_secs(60));
+    assert_eq!(s.limits.idle_timeout, Duration::from_secs(5400));
+    assert_eq!(s.limits.max_header_bytes, 1024);
+}
+
+#[test]
+fn every_enum_value_parses() {
+    for (text, action) in [
+        ("tunnel", SslAction::Tunnel),
+        ("tunnel-sni", SslAction::TunnelSni),
+        ("bump", SslAction::Bump),
+        ("terminate", SslAction::Terminate),
+    ] {
+        let s = load(&format!("[tls]\ndefault_action = \"{text}\"")).settings;
+        assert_eq!(s.tls.default_action, action);
+        assert_eq!(action.as_str(), text);
+        assert_eq!(action.to_string(), text);
+    }
+    for (text, policy) in [
+        ("block", CertErrorPolicy::Block),
+        ("untrusted", CertErrorPolicy::Untrusted),
+        ("allow", CertErrorPolicy::Allow),
+    ] {
+        let s = load(&format!("[tls]\non_cert_error = \"{text}\"")).settings;
+        assert_eq!(s.tls.on_cert_error, policy);
+        assert_eq!(policy.as_str(), text);
+    }
+    for (text, key) in [
+        ("ecdsa-p256", LeafKey::EcdsaP256),
+        ("rsa-2048", LeafKey::Rsa2048),
+    ] {
+        assert_eq!(
+            load(&format!("[tls]\nleaf_key = \"{text}\""))
+                .settings
+                .tls
+                .leaf_key,
+            key
+        );
+        assert_eq!(key.as_str(), text);
+    }
+    for (text, value) in [
+        ("terminate", SniMismatch::Terminate),
+        ("ignore", SniMismatch::Ignore),
+    ] {
+        let s = load(&format!("[tls]\non_sni_mismatch = \"{text}\"")).settings;
+        assert_eq!(s.tls.on_sni_mismatch, value);
+        assert_eq!(value.as_str(), text);
+    }
+    for (text, value) in [("terminate", NonTls::Terminate), ("tunnel", NonTls::Tunnel)] {
+        assert_eq!(
+            load(&format!("[tls]\non_non_tls = \"{text}\""))
+                .settings
+                .tls
+                .on_non_tls,
+            value
+        );
+        assert_eq!(value.as_str(), text);
+    }
+    for level in ["error", "warn", "info", "debug", "trace"] {
+        assert_eq!(
+            load(&format!("[log]\nlevel = \"{level}\""))
+                .settings
+                .log
+                .level,
+            level
+        );
+    }
+}
+
+#[test]
+fn unknown_enum_values_are_rejected_with_their_line() {
+    assert_eq!(
+        errors("[tls]\n\nleaf_key = \"rsa2048\"\n"),
+        ["sluice.toml:3: unknown variant `rsa2048`, expected `ecdsa-p256` or `rsa-2048`"]
+    );
+    assert_eq!(
+        errors("[[ssl_rules]]\nname = \"x\"\naction = \"allow\"\n"),
+        ["sluice.toml:3: unknown variant `allow`, expected one of `tunnel`, `tunnel-sni`, `bump`, `terminate`"]
+    );
+    let e = errors("[[ssl_rules]]\nname = \"x\"\naction = \"bump\"\ncert_errors = \"ignore\"\n");
+    assert!(
+        e[0].starts_with("sluice.toml:4: unknown variant `ignore`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_sections_and_keys_are_rejected_with_their_line() {
+    let e =
+        errors("[proxy]\nlisten = [\"127.0.0.1:3128\"]\n\n[admin]\nlisten = \"127.0.0.1:3129\"\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("sluice.toml:4: unknown field `admin`"),
+        "{e:?}"
+    );
+    for (text, line, key) in [
+        (
+            "[proxy]\n# comment\nproxy_protocol = true\n",
+            3,
+            "proxy_protocol",
+        ),
+        (
+            "[tls]\non_host_mismatch = \"block\"\n",
+            2,
+            "on_host_mismatch",
+        ),
+        (
+            "[tls]\ndecryption = true\nlearn_bypass = true\n",
+            3,
+            "learn_bypass",
+        ),
+        ("[log]\nsyslog = \"udp://h:514\"\n", 2, "syslog"),
+        ("[log]\nsyslog_format = \"json\"\n", 2, "syslog_format"),
+        ("[limits]\n\n\nfoo = 1\n", 4, "foo"),
+        ("\n[anti_virus]\nengine = \"none\"\n", 2, "anti_virus"),
+        ("[[http_rules]]\nname = \"x\"\n", 1, "http_rules"),
+        (
+            "[[ssl_rules]]\nname = \"x\"\naction = \"bump\"\nusers = [\"bob\"]\n",
+            4,
+            "users",
+        ),
+        (
+            "[categories]\nx = { file = \"a\", other = 1 }\n",
+            2,
+            "other",
+        ),
+    ] {
+        let e = errors(text);
+        let expected = format!("sluice.toml:{line}: unknown field `{key}`");
+        assert!(
+            e.len() == 1 && e[0].starts_with(&expected),
+            "{text:?} gave {e:?}"
+        );
+    }
+}
+
+#[test]
+fn syntax_and_type_errors_have_their_line() {
+    let e = errors("[proxy]\nlisten = [\"127.0.0.1:3128\" \"x\"]\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("sluice.toml:2: "), "{e:?}");
+    let e = errors("[log]\nlevel = \"info\"\n[proxy\n");
+    assert!(e[0].starts_with("sluice.toml:3: "), "{e:?}");
+    let e = errors("[limits]\n\nmax_connections = \"many\"\n");
+    assert_eq!(
+        e,
+        ["sluice.toml:3: invalid type: string \"many\", expected i64"]
+    );
+    let e = errors("[[ssl_rules]]\naction = \"bump\"\n");
+    assert_eq!(e, ["sluice.toml:1: missing field `name`"]);
+    let e = errors("[[ssl_rules]]\nname = \"x\"\n");
+    assert_eq!(e, ["sluice.toml:1: missing field `action`"]);
+    let e = errors("[categories]\nx = 5\n");
+    assert!(
+        e[0].starts_with("sluice.toml:2: invalid type: integer `5`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn every_semantic_error_is_reported_with_its_line() {
+    let text = r#"[proxy]
+listen = ["127.0.0.1:3128", "localhost:3128", "127.0.0.1:3128"]
+connect_ports = [443, 0, 70000]
+
+[tls]
+trusted_server_certs = ["sha256:abcd", "sha1:00"]
+cert_cache_size = 0
+ca_key = ""
+
+[log]
+level = "loud"
+
+[limits]
+max_connections = -1
+client_hello_timeout = "soon"
+connect_timeout = "0s"
+max_header_bytes = 0
+
+[categories]
+social = ["*.social.example",
+          "bad..name"]
+
+[[ssl_rules]]
+name = "first"
+action = "tunnel"
+clients = ["10.0.0.0/8", "10.0.0.0/33"]
+ips = ["not-an-ip"]
+ports = [443, "8100-8000", "x"]
+
+[[ssl_rules]]
+name = "first"
+action = "bump"
+domains = ["ok.example", "foo.*.example"]
+domain_regex = ["("]
+user_agents = ["[z-a]"]
+categories = ["social", "gambling"]
+
+[[ssl_rules]]
+name = ""
+action = "bump"
+domains = []
+
+[[ssl_rules]]
+name = "default"
+action = "bump"
+"#;
+    let expected = [
+        "sluice.toml:2: proxy.listen: invalid address `localhost:3128`, expected IP:PORT like \"127.0.0.1:3128\" or \"[::1]:3128\"",
+        "sluice.toml:2: proxy.listen: duplicate address 127.0.0.1:3128",
+        "sluice.toml:3: proxy.connect_ports: port 0 is out of range 1-65535",
+        "sluice.toml:3: proxy.connect_ports: port 70000 is out of range 1-65535",
+        "sluice.toml:6: tls.trusted_server_certs: invalid fingerprint `sha256:abcd`: a SHA-256 fingerprint is 32 bytes (64 hex digits)",
+        "sluice.toml:6: tls.trusted_server_certs: invalid fingerprint `sha1:00`: expected \"sha256:<hex>\"",
+        "sluice.toml:7: tls.cert_cache_size: must be at least 1, got 0",
+        "sluice.toml:8: tls.ca_key: empty path",
+        "sluice.toml:11: log.level: unknown level `loud`, expected one of error, warn, info, debug, trace",
+        "sluice.toml:14: limits.max_connections: must be at least 1, got -1",
+        "sluice.toml:15: limits.client_hello_timeout: invalid duration `soon` (expected number at 0), expected like \"10s\", \"5m\" or \"1h 30m\"",
+        "sluice.toml:16: limits.connect_timeout: must be greater than zero",
+        "sluice.toml:17: limits.max_header_bytes: must be at least 1, got 0",
+        "sluice.toml:21: categories.social: invalid domain pattern `bad..name`: empty label",
+        "sluice.toml:26: ssl_rules.clients: invalid address or CIDR `10.0.0.0/33`",
+        "sluice.toml:27: ssl_rules.ips: invalid address or CIDR `not-an-ip`",
+        "sluice.toml:28: ssl_rules.ports: invalid port range `8100-8000`: 8100 is greater than 8000",
+        "sluice.toml:28: ssl_rules.ports: invalid port range `x`, expected like \"8000-8100\"",
+        "sluice.toml:31: ssl_rules: duplicate rule name `first` (also rule #1)",
+        "sluice.toml:33: ssl_rules.domains: invalid domain pattern `foo.*.example`: `*` is only allowed as a leading `*.`",
+        "sluice.toml:34: ssl_rules.domain_regex: invalid regex `(`: unclosed group",
+        "sluice.toml:35: ssl_rules.user_agents: invalid regex `[z-a]`: invalid character class range, the start must be <= the end",
+        "sluice.toml:36: ssl_rules.categories: unknown category `gambling`",
+        "sluice.toml:39: ssl_rules: name must not be empty",
+        "sluice.toml:41: ssl_rules.domains: empty list; it would never match (remove the key to not test it)",
+        "sluice.toml:44: ssl_rules: the name `default` is reserved for the access log",
+    ];
+    assert_eq!(errors(text), expected);
+}
+
+#[test]
+fn categories_load_from_files_with_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    std::fs::write(
+        dir.path().join("lists/gambling.txt"),
+        "\u{feff}# gambling sites\n\ncasino.example   # exact\n*.bet.example\n  .poker.example  \r\nBÜCHER.example.\n",
+    )
+    .unwrap();
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config_path,
+        r#"
+[categories]
+gambling = { file = "lists/gambling.txt" }
+social = ["*.social.example"]
+
+[[ssl_rules]]
+name = "no gambling"
+categories = ["gambling"]
+action = "terminate"
+
+[[ssl_rules]]
+name = "social"
+categories = ["social"]
+action = "tunnel-sni"
+"#,
+    )
+    .unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let decide = |name: &str| {
+        let facts = sluice_policy::SslFacts {
+            client: "10.0.0.1".parse().unwrap(),
+            user: None,
+            user_agent: None,
+            dest_name: Some(name),
+            dest_ip: None,
+            port: 443,
+        };
+        config.policy.decide_client_hello(&facts).rule
+    };
+    assert_eq!(decide("casino.example"), "no gambling");
+    assert_eq!(decide("www.casino.example"), "default");
+    assert_eq!(decide("eu.bet.example"), "no gambling");
+    assert_eq!(decide("bet.example"), "default");
+    assert_eq!(decide("poker.example"), "no gambling");
+    assert_eq!(decide("x.poker.example"), "no gambling");
+    assert_eq!(decide("xn--bcher-kva.example"), "no gambling");
+    assert_eq!(decide("gambling.txt"), "default");
+    assert_eq!(decide("chat.social.example"), "social");
+}
+
+#[test]
+fn bad_lines_of_a_list_file_are_reported_at_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("list.txt"),
+        "# header\nok.example\nbad name.example # oops\n\n*.ok.example\nfoo.*.example\n",
+    )
+    .unwrap();
+    let e = errors_in(
+        "[categories]\nx = { file = \"list.txt\" }\nbad = [\"a!\"]\n",
+        dir.path(),
+    );
+    let list = dir.path().join("list.txt").display().to_string();
+    assert_eq!(
+        e,
+        [
+            "sluice.toml:3: categories.bad: invalid domain pattern `a!`: only letters, digits, `-` and `_` are allowed in a name".to_owned(),
+            format!("{list}:3: invalid domain pattern `bad name.example`: only letters, digits, `-` and `_` are allowed in a name"),
+            format!("{list}:6: invalid domain pattern `foo.*.example`: `*` is only allowed as a leading `*.`"),
+        ]
+    );
+}
+
+#[test]
+fn a_list_file_in_the_wrong_format_reports_a_bounded_number_of_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: String = (0..100)
+        .map(|i| format!("0.0.0.0 host{i}.example\n"))
+        .collect();
+    std::fs::write(dir.path().join("hosts"), hosts).unwrap();
+    let e = errors_in("[categories]\nx = { file = \"hosts\" }\n", dir.path());
+    assert_eq!(e.len(), 21);
+    assert!(
+        e[19].contains(":20: invalid domain pattern `0.0.0.0 host19.example`"),
+        "{}",
+        e[19]
+    );
+    assert!(
+        e[20].ends_with("80 more invalid lines not shown (100 in all)"),
+        "{}",
+        e[20]
+    );
+}
+
+#[test]
+fn a_missing_list_file_is_reported_at_the_line_naming_it() {
+    let e = errors("[categories]\n\nx = { file = \"missing.txt\" }\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("sluice.toml:3: cannot read category file conf/missing.txt: "),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn load_names_the_file_as_given_and_resolves_paths_against_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(
+        &path,
+        "[tls]\nca_cert = \"ca/ca.pem\"\n\ncert_cache_size = 0\n",
+    )
+    .unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert_eq!(e[0].file, path.display().to_string());
+    assert_eq!(e[0].line, Some(4));
+    std::fs::write(&path, "[tls]\nca_cert = \"ca/ca.pem\"\n").unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.settings.tls.ca_cert, dir.path().join("ca/ca.pem"));
+
+    let missing = dir.path().join("nope.toml");
+    let e = Config::load(&missing).unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].line, None);
+    assert!(e[0]
+        .to_string()
+        .starts_with(&format!("{}: cannot read", missing.display())));
+}

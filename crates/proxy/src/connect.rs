@@ -1,0 +1,187 @@
+//! The life of a CONNECT (SPEC §1): port check, dial, the `connect`-stage decision,
+//! `200`, the ClientHello, the SNI check, the `client_hello`-stage decision, and then
+//! tunnel, bump or terminate. Writes exactly one connect record.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use sluice_policy::{
+    same_domain, ConnectStep, NonTls, SniMismatch, SslAction, SslDecision, SslFacts, Stage,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::access_log::Record;
+use crate::bump::{self, BumpTarget};
+use crate::client_hello_reader::{read_client_hello, HelloRead};
+use crate::context::Proxy;
+use crate::head::{parse_authority, RequestHead};
+use crate::relay::relay;
+use crate::replies::{send_error, CONNECTION_ESTABLISHED};
+use crate::upstream::dial;
+
+/// Handle a CONNECT whose head has been read; `early` are bytes the client sent after
+/// the head without waiting for our `200`.
+pub async fn handle_connect(
+    proxy: Arc<Proxy>,
+    client: TcpStream,
+    peer: SocketAddr,
+    head: RequestHead,
+    early: Vec<u8>,
+) {
+    let started = Instant::now();
+    let mut record = Record::new("connect");
+    record.client = Some(peer.ip());
+    record.client_port = Some(peer.port());
+    run(&proxy, &mut record, client, peer, &head, early).await;
+    record.duration_ms = Some(started.elapsed().as_millis() as u64);
+    proxy.log.write(&record);
+}
+
+/// Refuse the CONNECT with an error status; the record says `action = "refused"`.
+async fn refuse(record: &mut Record, client: &mut TcpStream, status: u16, why: &str, kind: &str) {
+    record.action = Some("refused");
+    record.status = Some(status);
+    record.error = Some(kind.to_string());
+    send_error(client, status, why).await;
+}
+
+async fn run(
+    proxy: &Arc<Proxy>,
+    record: &mut Record,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    head: &RequestHead,
+    early: Vec<u8>,
+) {
+    let settings = &proxy.config.settings;
+    let (host, port) = match parse_authority(&head.target) {
+        Ok(authority) => authority,
+        Err(reason) => {
+            let why = format!("bad CONNECT target {:?}: {reason}", head.target);
+            return refuse(record, &mut client, 400, &why, reason).await;
+        }
+    };
+    record.host = Some(host.clone());
+    record.port = Some(port);
+    if !settings.connect_ports.contains(&port) {
+        let why = format!("CONNECT to port {port} is not allowed");
+        return refuse(record, &mut client, 403, &why, "port_not_allowed").await;
+    }
+    let (upstream, dest_ip) =
+        match dial(&host, port, settings.limits.connect_timeout, &proxy.local).await {
+            Ok(connected) => connected,
+            Err(e) => return refuse(record, &mut client, e.status(), &e.to_string(), e.kind()).await,
+        };
+    record.dest_ip = Some(dest_ip);
+
+    let connect_ip: Option<IpAddr> = host.parse().ok();
+    let connect_name = connect_ip.is_none().then_some(host.as_str());
+    let user_agent = head.header_str("user-agent");
+    let connect_facts = SslFacts {
+        client: peer.ip(),
+        user: None,
+        user_agent,
+        dest_name: connect_name,
+        dest_ip: Some(dest_ip),
+        port,
+    };
+    let step = proxy.config.policy.decide_connect(&connect_facts);
+    if client.write_all(CONNECTION_ESTABLISHED).await.is_err() {
+        record.error = Some("client_closed".into());
+        return;
+    }
+    record.status = Some(200);
+
+    if let ConnectStep::Tunnel(decision) = step {
+        set_decision(record, Stage::Connect, &decision);
+        return tunnel(proxy, record, client, upstream, early).await;
+    }
+
+    record.stage = Some(Stage::ClientHello.as_str());
+    let timeout = settings.limits.client_hello_timeout;
+    let (hello, held) = match read_client_hello(&mut client, early, timeout).await {
+        HelloRead::Hello { hello, held } => (hello, held),
+        HelloRead::NotTls { held } => {
+            record.error = Some("not_tls".into());
+            return match settings.tls.on_non_tls {
+                NonTls::Tunnel => {
+                    record.action = Some(SslAction::Tunnel.as_str());
+                    tunnel(proxy, record, client, upstream, held).await
+                }
+                NonTls::Terminate => record.action = Some(SslAction::Terminate.as_str()),
+            };
+        }
+        HelloRead::Failed(reason) => {
+            record.action = Some(SslAction::Terminate.as_str());
+            record.error = Some(reason.into());
+            return;
+        }
+    };
+    record.sni = hello.sni.clone();
+    record.ech = Some(hello.ech);
+
+    if let (Some(sni), Some(name)) = (hello.sni.as_deref(), connect_name) {
+        if !same_domain(sni, name) && settings.tls.on_sni_mismatch == SniMismatch::Terminate
+        {
+            record.action = Some(SslAction::Terminate.as_str());
+            record.error = Some("sni_mismatch".into());
+            return;
+        }
+    }
+
+    let hello_facts = SslFacts {
+        dest_name: hello.sni.as_deref().or(connect_name),
+        ..connect_facts
+    };
+    let decision = proxy.config.policy.decide_client_hello(&hello_facts);
+    set_decision(record, Stage::ClientHello, &decision);
+    match decision.action {
+        SslAction::Tunnel | SslAction::TunnelSni => {
+            tunnel(proxy, record, client, upstream, held).await
+        }
+        // Closing is the whole answer: no block page, nothing sent upstream.
+        SslAction::Terminate => {}
+        SslAction::Bump => {
+            let target = BumpTarget {
+                host: &host,
+                connect_ip,
+                port,
+                dest_ip,
+                sni: hello.sni.as_deref(),
+                client_alpn: &hello.alpn,
+                cert_errors: decision.cert_errors,
+            };
+            bump::bump(proxy, record, client, held, upstream, &target).await
+        }
+    }
+}
+
+fn set_decision(record: &mut Record, stage: Stage, decision: &SslDecision) {
+    record.stage = Some(stage.as_str());
+    record.action = Some(decision.action.as_str());
+    record.rule = Some(decision.rule.clone());
+}
+
+/// Send the held bytes on unchanged, then relay raw bytes both ways.
+async fn tunnel(
+    proxy: &Proxy,
+    record: &mut Record,
+    client: TcpStream,
+    mut upstream: TcpStream,
+    held: Vec<u8>,
+) {
+    if !held.is_empty() {
+        if let Err(e) = upstream.write_all(&held).await {
+            record.error = Some(format!("upstream write failed: {e}"));
+            return;
+        }
+    }
+    let outcome = relay(client, upstream, proxy.config.settings.limits.idle_timeout).await;
+    record.bytes_up = Some(outcome.bytes_up + held.len() as u64);
+    record.bytes_down = Some(outcome.bytes_down);
+    if outcome.error.is_some() {
+        record.error = outcome.error;
+    }
+}

@@ -1,0 +1,70 @@
+//! One accepted client connection: read the first request head with sluice's own parser
+//! (limits and smuggling checks of SPEC §9), then hand the connection to the CONNECT
+//! flow or to plain HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BufMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::access_log::Record;
+use crate::connect::handle_connect;
+use crate::context::Proxy;
+use crate::head::{parse_request_head, HeadError, HeadParse};
+use crate::plain::serve_plain;
+use crate::replies::send_error;
+
+pub async fn handle_client(proxy: Arc<Proxy>, mut client: TcpStream, peer: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    let max = proxy.config.settings.limits.max_header_bytes;
+    // A client must send its first head within this time: slow or silent clients are
+    // dropped rather than holding a connection slot.
+    let deadline = Instant::now() + proxy.config.settings.limits.client_hello_timeout;
+    let mut buffered: Vec<u8> = Vec::with_capacity(1024);
+    let (head, len) = loop {
+        match parse_request_head(&buffered, max) {
+            HeadParse::Complete { head, len } => break (head, len),
+            HeadParse::Error(e) => return refuse_head(&proxy, client, peer, &buffered, &e).await,
+            HeadParse::Incomplete => {}
+        }
+        let room = max.saturating_sub(buffered.len()).max(1);
+        let mut window = (&mut buffered).limit(room);
+        match tokio::time::timeout_at(deadline, client.read_buf(&mut window)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            // Closed, reset or too slow before a full head: nothing to answer.
+            _ => return,
+        }
+    };
+    if head.method.eq_ignore_ascii_case("CONNECT") {
+        let early = buffered.split_off(len);
+        handle_connect(proxy, client, peer, head, early).await;
+    } else {
+        serve_plain(proxy, client, peer, buffered).await;
+    }
+}
+
+/// Answer a head sluice cannot accept, and log it: as a refused CONNECT when it is one.
+async fn refuse_head(
+    proxy: &Proxy,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    buffered: &[u8],
+    error: &HeadError,
+) {
+    let is_connect = buffered
+        .get(..8)
+        .is_some_and(|start| start.eq_ignore_ascii_case(b"CONNECT "));
+    let mut record = Record::new(if is_connect { "connect" } else { "http" });
+    record.client = Some(peer.ip());
+    record.client_port = Some(peer.port());
+    if is_connect {
+        record.action = Some("refused");
+    }
+    record.status = Some(error.status());
+    record.error = Some(error.reason().to_string());
+    proxy.log.write(&record);
+    send_error(&mut client, error.status(), error.reason()).await;
+}

@@ -1,0 +1,83 @@
+//! Everything a connection needs that outlives it: the configuration snapshot, the
+//! certificate minters, the upstream TLS configuration, the access log and the pool of
+//! plain-HTTP upstream connections. Built once per configuration.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_policy::{Config, LeafKey};
+use sluice_tls::ca::{CertificateAuthority, KeyKind};
+use sluice_tls::mint::{LeafKeyKind, Minter};
+use sluice_tls::verify::UpstreamVerifier;
+use tokio::sync::Semaphore;
+
+use crate::access_log::AccessLog;
+use crate::forward::PlainClient;
+use crate::local_addrs::LocalAddrs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("upstream roots: {0}")]
+    UpstreamRoots(String),
+    #[error("creating the per-process untrusted CA: {0}")]
+    UntrustedCa(String),
+}
+
+/// Shared state of a running proxy. Connections hold an `Arc` to it for their lifetime.
+pub struct Proxy {
+    pub(crate) config: Arc<Config>,
+    /// Signs replacement certificates with the configured (trusted) CA.
+    pub(crate) minter: Minter,
+    /// Signs with a CA made for this process only, which no client trusts: used for
+    /// `on_cert_error = "untrusted"` so the client shows its own warning.
+    pub(crate) untrusted_minter: Minter,
+    pub(crate) verifier: Arc<UpstreamVerifier>,
+    /// The TLS implementation used on both legs.
+    pub(crate) crypto: Arc<rustls::crypto::CryptoProvider>,
+    /// Upstream TLS for bumped connections; offers `http/1.1`.
+    pub(crate) upstream_tls: Arc<rustls::ClientConfig>,
+    /// `tls.trusted_server_certs`: server leaves treated as valid.
+    pub(crate) trusted_server_certs: HashSet<[u8; 32]>,
+    pub(crate) log: AccessLog,
+    pub(crate) local: LocalAddrs,
+    pub(crate) plain: PlainClient,
+    /// One permit per accepted proxy connection (`limits.max_connections`).
+    pub(crate) connection_slots: Arc<Semaphore>,
+}
+
+impl Proxy {
+    /// `listeners`: the addresses actually bound, for loop detection.
+    pub fn new(
+        config: Arc<Config>,
+        ca: Arc<CertificateAuthority>,
+        log: AccessLog,
+        listeners: Vec<SocketAddr>,
+    ) -> Result<Arc<Self>, ProxyError> {
+        let tls = &config.settings.tls;
+        let leaf_key = match tls.leaf_key {
+            LeafKey::EcdsaP256 => LeafKeyKind::EcdsaP256,
+            LeafKey::Rsa2048 => LeafKeyKind::Rsa2048,
+        };
+        let untrusted_ca = CertificateAuthority::generate("sluice untrusted CA", KeyKind::EcdsaP256)
+            .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
+        let verifier = UpstreamVerifier::new(&tls.upstream_roots)
+            .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
+        let upstream_tls = verifier.client_config(vec![b"http/1.1".to_vec()]);
+        let local = LocalAddrs::new(listeners);
+        let limits = &config.settings.limits;
+        Ok(Arc::new(Proxy {
+            minter: Minter::new(ca, leaf_key, tls.cert_cache_size),
+            untrusted_minter: Minter::new(Arc::new(untrusted_ca), leaf_key, tls.cert_cache_size),
+            verifier,
+            crypto: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            upstream_tls,
+            trusted_server_certs: tls.trusted_server_certs.iter().copied().collect(),
+            log,
+            plain: PlainClient::new(limits.connect_timeout, local.clone()),
+            local,
+            connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            config,
+        }))
+    }
+}

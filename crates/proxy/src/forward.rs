@@ -1,0 +1,261 @@
+//! What plain and bumped HTTP share: the body type handed to hyper, the per-request
+//! access-log record written when the response body ends, header hygiene on both
+//! messages, small text and block-page responses, and the pooled client that carries
+//! plain HTTP upstream.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::access_log::{AccessLog, Record};
+use crate::block_page::BlockPage;
+use crate::hop_by_hop::{add_via, strip_hop_by_hop};
+use crate::local_addrs::LocalAddrs;
+use crate::upstream::{dial, DialError};
+
+/// Every response sluice sends on an HTTP connection has this body type.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// A body made in memory (block pages, errors).
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A fresh id shown on block pages and logged, so a user's report finds the log line.
+pub fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A per-request record with what the connection already knows.
+pub fn http_record<B>(template: &Record, request: &Request<B>, url: String) -> Record {
+    let mut record = Record::new("http");
+    record.client = template.client;
+    record.client_port = template.client_port;
+    record.user = template.user.clone();
+    record.host = template.host.clone();
+    record.sni = template.sni.clone();
+    record.dest_ip = template.dest_ip;
+    record.port = template.port;
+    record.method = Some(request.method().to_string());
+    record.url = Some(url);
+    record.request_id = Some(new_request_id());
+    record
+}
+
+/// Prepare a request for the upstream leg.
+pub fn prepare_request<B>(request: &mut Request<B>) {
+    let version = request.version();
+    strip_hop_by_hop(request.headers_mut());
+    add_via(request.headers_mut(), version);
+}
+
+/// Prepare a response for the client leg.
+pub fn prepare_response<B>(response: &mut Response<B>) {
+    let version = response.version();
+    strip_hop_by_hop(response.headers_mut());
+    add_via(response.headers_mut(), version);
+}
+
+/// A one-line text answer from sluice itself (bad request, upstream unreachable).
+pub fn text_response(status: StatusCode, why: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(full(format!("{why}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().unwrap(),
+    );
+    response
+}
+
+/// Answer with the block page and log the request as blocked.
+pub fn block(
+    log: &AccessLog,
+    mut record: Record,
+    page: &BlockPage<'_>,
+    status: StatusCode,
+) -> Response<ProxyBody> {
+    let (parts, body) = page.response(status).into_parts();
+    record.status = Some(status.as_u16());
+    record.verdict = Some("blocked");
+    record.bytes_down = Some(body.len() as u64);
+    log.write(&record);
+    Response::from_parts(parts, full(body))
+}
+
+/// Log a request that sluice answered itself with an error.
+pub fn refuse(log: &AccessLog, mut record: Record, status: StatusCode, why: &str) -> Response<ProxyBody> {
+    record.status = Some(status.as_u16());
+    record.error = Some(why.to_string());
+    log.write(&record);
+    text_response(status, why)
+}
+
+/// Relay an upstream response; its record is written when the body has been sent.
+pub fn relay_response(
+    log: &AccessLog,
+    mut record: Record,
+    mut response: Response<Incoming>,
+) -> Response<ProxyBody> {
+    prepare_response(&mut response);
+    record.status = Some(response.status().as_u16());
+    record.verdict = Some("allowed");
+    response.map(|body| {
+        LoggedBody {
+            inner: body,
+            bytes: 0,
+            pending: Some((record, log.clone(), Instant::now())),
+        }
+        .boxed()
+    })
+}
+
+/// A response body that counts its bytes and writes the request's record when it is
+/// finished or dropped (client gone), exactly once.
+struct LoggedBody {
+    inner: Incoming,
+    bytes: u64,
+    pending: Option<(Record, AccessLog, Instant)>,
+}
+
+impl LoggedBody {
+    fn finish(&mut self, error: Option<String>) {
+        if let Some((mut record, log, started)) = self.pending.take() {
+            record.bytes_down = Some(self.bytes);
+            record.duration_ms = Some(started.elapsed().as_millis() as u64);
+            if error.is_some() {
+                record.error = error;
+            }
+            log.write(&record);
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let error = format!("upstream body: {e}");
+                self.finish(Some(error));
+            }
+            Poll::Ready(None) => self.finish(None),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let error = (!self.inner.is_end_stream()).then(|| "client_closed".to_string());
+        self.finish(error);
+    }
+}
+
+/// The status and one-line reason for a failed upstream exchange.
+pub fn upstream_failure(error: &(dyn std::error::Error + 'static)) -> (StatusCode, String) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(dial) = e.downcast_ref::<DialError>() {
+            let status = StatusCode::from_u16(dial.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return (status, dial.to_string());
+        }
+        source = e.source();
+    }
+    (StatusCode::BAD_GATEWAY, format!("upstream failed: {error}"))
+}
+
+/// Pooled upstream connections for plain HTTP.
+pub struct PlainClient {
+    client: Client<UpstreamConnector, Incoming>,
+}
+
+impl PlainClient {
+    pub fn new(connect_timeout: Duration, local: LocalAddrs) -> Self {
+        let connector = UpstreamConnector {
+            connect_timeout,
+            local: std::sync::Arc::new(local),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        PlainClient { client }
+    }
+
+    pub async fn send(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        self.client.request(request).await
+    }
+}
+
+/// Opens plain-HTTP upstream connections with sluice's own resolution, timeout and loop
+/// check, so their failures map to the same statuses as CONNECT's.
+#[derive(Clone)]
+struct UpstreamConnector {
+    connect_timeout: Duration,
+    local: std::sync::Arc<LocalAddrs>,
+}
+
+type ConnectFuture =
+    Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, DialError>> + Send + 'static>>;
+
+impl tower_service::Service<Uri> for UpstreamConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = DialError;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), DialError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> ConnectFuture {
+        let this = self.clone();
+        Box::pin(async move {
+            let host = uri_host(&uri);
+            let port = uri.port_u16().unwrap_or(80);
+            let (stream, _) = dial(&host, port, this.connect_timeout, &this.local).await?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// The host of a URI without IPv6 brackets.
+pub fn uri_host(uri: &Uri) -> String {
+    let host = uri.host().unwrap_or_default();
+    host.trim_start_matches('[').trim_end_matches(']').to_string()
+}

@@ -1,0 +1,81 @@
+//! Header hygiene on forwarded messages (SPEC §3.4): hop-by-hop headers are removed
+//! (the fixed list of RFC 9110 §7.6.1 plus every header the `Connection` header names)
+//! and `Via` is added.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, VIA};
+use http::Version;
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Remove the hop-by-hop headers of one message.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    // `Transfer-Encoding` is hop-by-hop too, but hyper owns message framing and sets it
+    // again where needed.
+    headers.remove(http::header::TRANSFER_ENCODING);
+}
+
+/// Append our `Via` entry, keeping those of earlier proxies.
+pub fn add_via(headers: &mut HeaderMap, version: Version) {
+    let protocol = match version {
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        _ => "1.1",
+    };
+    let ours = format!("{protocol} sluice");
+    let value = match headers.get(VIA).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {ours}"),
+        None => ours,
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(VIA, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_the_fixed_list_and_what_connection_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "close, x-secret".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("proxy-authorization", "Basic Zm9vOmJhcg==".parse().unwrap());
+        headers.insert("x-kept", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn via_is_appended_after_earlier_proxies() {
+        let mut headers = HeaderMap::new();
+        add_via(&mut headers, Version::HTTP_11);
+        assert_eq!(headers["via"], "1.1 sluice");
+        add_via(&mut headers, Version::HTTP_10);
+        assert_eq!(headers["via"], "1.1 sluice, 1.0 sluice");
+    }
+}

@@ -1,0 +1,29 @@
+//! The data path of sluice: listeners, the CONNECT flow with its two decision stages,
+//! tunnel (splice on Linux), bump (TLS on both sides, HTTP/1.1 relay), plain HTTP
+//! forwarding, block pages and the per-connection access-log record.
+//!
+//! Policy is asked, never interpreted here: every decision comes from
+//! [`sluice_policy::Policy`]. Every socket and every timer lives here.
+
+mod access_log;
+mod block_page;
+mod bump;
+mod client_hello_reader;
+mod connect;
+mod counting;
+mod connection;
+mod context;
+mod forward;
+pub mod head;
+mod hop_by_hop;
+mod local_addrs;
+mod plain;
+mod relay;
+mod replies;
+mod rewind;
+mod server;
+mod upstream;
+
+pub use access_log::AccessLog;
+pub use context::{Proxy, ProxyError};
+pub use server::serve;

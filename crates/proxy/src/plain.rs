@@ -1,0 +1,70 @@
+//! Plain HTTP proxy requests in absolute form (`GET http://host/path`), served with
+//! keep-alive on the client side and forwarded over pooled upstream connections.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::access_log::Record;
+use crate::context::Proxy;
+use crate::forward::{self, uri_host, ProxyBody};
+use crate::rewind::Rewind;
+
+/// Serve a client connection whose first request head (in `buffered`, with any bytes
+/// after it) is a plain HTTP proxy request.
+pub async fn serve_plain(proxy: Arc<Proxy>, client: TcpStream, peer: SocketAddr, buffered: Vec<u8>) {
+    let mut template = Record::new("http");
+    template.client = Some(peer.ip());
+    template.client_port = Some(peer.port());
+    let limits = &proxy.config.settings.limits;
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .serve_connection(
+            TokioIo::new(Rewind::new(buffered, client)),
+            service_fn(|request| {
+                let proxy = proxy.clone();
+                let template = template.clone();
+                async move { Ok::<_, Infallible>(forward_plain(&proxy, &template, request).await) }
+            }),
+        )
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, %peer, "plain HTTP connection ended with an error");
+    }
+}
+
+async fn forward_plain(
+    proxy: &Proxy,
+    template: &Record,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let url = request.uri().to_string();
+    let mut record = forward::http_record(template, &request, url);
+    let log = &proxy.log;
+    if request.method() == Method::CONNECT {
+        let why = "CONNECT must be the first request on its connection";
+        return forward::refuse(log, record, StatusCode::BAD_REQUEST, why);
+    }
+    if request.uri().scheme_str() != Some("http") || request.uri().authority().is_none() {
+        let why = "not a proxy request: the target must be an absolute http:// URL (use CONNECT for https)";
+        return forward::refuse(log, record, StatusCode::BAD_REQUEST, why);
+    }
+    record.host = Some(uri_host(request.uri()));
+    record.port = Some(request.uri().port_u16().unwrap_or(80));
+    forward::prepare_request(&mut request);
+    match proxy.plain.send(request).await {
+        Ok(response) => forward::relay_response(log, record, response),
+        Err(e) => {
+            let (status, why) = forward::upstream_failure(&e);
+            forward::refuse(log, record, status, &why)
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The byte relay used by tunnels: both directions at once, half-close carried across,
+//! bytes counted, and the connection closed after `idle_timeout` without a byte in
+//! either direction.
+//!
+//! On Linux the bytes move with splice(2) through a pipe, socket to socket, never
+//! entering user space; elsewhere a plain copy loop does the same job.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// What a finished relay reports for the access log.
+#[derive(Debug, Default)]
+pub struct RelayOutcome {
+    /// Client → server.
+    pub bytes_up: u64,
+    /// Server → client.
+    pub bytes_down: u64,
+    /// `idle_timeout`, or the I/O error that ended the relay.
+    pub error: Option<String>,
+}
+
+/// Time of the last byte moved in either direction, as milliseconds since `start`.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Relay until both directions have ended, one fails, or the connection is idle for
+/// `idle_timeout`.
+pub async fn relay(client: TcpStream, upstream: TcpStream, idle_timeout: Duration) -> RelayOutcome {
+    let activity = Activity::new();
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let both_ways = async {
+        tokio::try_join!(
+            one_way(&client, &upstream, &up, &activity),
+            one_way(&upstream, &client, &down, &activity),
+        )
+    };
+    let error = tokio::select! {
+        result = both_ways => result.err().map(|e| e.to_string()),
+        () = idle_watchdog(&activity, idle_timeout) => Some("idle_timeout".to_string()),
+    };
+    RelayOutcome {
+        bytes_up: up.load(Ordering::Relaxed),
+        bytes_down: down.load(Ordering::Relaxed),
+        error,
+    }
+}
+
+async fn idle_watchdog(activity: &Activity, idle_timeout: Duration) {
+    loop {
+        let deadline = activity.last() + idle_timeout;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// Half-close: the reader saw end of stream, so the other side gets our FIN.
+fn shutdown_write(stream: &TcpStream) {
+    // The peer may already be gone; then there is nothing left to tell it.
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(target_os = "linux")]
+async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    counter: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
+    use nix::fcntl::{splice, OFlag, SpliceFFlags};
+    use tokio::io::Interest;
+
+    /// Bytes moved per splice call; the default pipe holds 64 KiB.
+    const CHUNK: usize = 64 * 1024;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    loop {
+        let read = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || {
+                splice(from, None, &pipe_in, None, CHUNK, flags).map_err(io::Error::from)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if read == 0 {
+            shutdown_write(to);
+            return Ok(());
+        }
+        let mut pending = read;
+        while pending > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                splice(&pipe_out, None, to, None, pending, flags).map_err(io::Error::from)
+            }) {
+                Ok(n) => pending -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        counter.fetch_add(read as u64, Ordering::Relaxed);
+        activity.touch();
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    counter: &AtomicU64,
+    activity: &Activity,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        from.readable().await?;
+        let read = match from.try_read(&mut buf) {
+            Ok(0) => {
+                shutdown_write(to);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let mut written = 0;
+        while written < read {
+            to.writable().await?;
+            match to.try_write(&buf[written..read]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        counter.fetch_add(read as u64, Ordering::Relaxed);
+        activity.touch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Two connected socket pairs: (client, client-side of proxy), (proxy upstream, server).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn bytes_flow_both_ways_with_half_close_and_are_counted() {
+        let (mut client, proxy_client_side) = pair().await;
+        let (proxy_upstream_side, mut server) = pair().await;
+        let relay_task = tokio::spawn(relay(
+            proxy_client_side,
+            proxy_upstream_side,
+            Duration::from_secs(10),
+        ));
+
+        let upload = vec![7u8; 300_000];
+        client.write_all(&upload).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut received = Vec::new();
+        server.read_to_end(&mut received).await.unwrap();
+        assert_eq!(received, upload, "the upload arrives whole after the client's FIN");
+
+        // The server still answers after the client half-closed.
+        server.write_all(b"answer after half-close").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"answer after half-close");
+
+        let outcome = relay_task.await.unwrap();
+        assert_eq!(outcome.bytes_up, 300_000);
+        assert_eq!(outcome.bytes_down, 23);
+        assert_eq!(outcome.error, None);
+    }
+
+    #[tokio::test(start_paused = false)]
+    async fn an_idle_tunnel_is_closed_after_the_idle_timeout() {
+        let (mut client, proxy_client_side) = pair().await;
+        let (proxy_upstream_side, _server) = pair().await;
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            relay(proxy_client_side, proxy_upstream_side, Duration::from_millis(200)),
+        )
+        .await
+        .expect("the relay ends by itself");
+        assert_eq!(outcome.error.as_deref(), Some("idle_timeout"));
+        let mut rest = Vec::new();
+        // Dropping the relay closed the client side.
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+}

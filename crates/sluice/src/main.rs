@@ -1,0 +1,32 @@
+//! The `sluice` command: run the proxy, check a configuration, explain a decision, and
+//! manage the proxy CA (SPEC §6).
+
+mod ca_cmd;
+mod cli;
+mod config_file;
+mod explain_cmd;
+mod run_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{CaCommand, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run_cmd::run(config.as_deref()),
+        Command::Check { config } => config_file::check(config.as_deref()),
+        Command::Explain(args) => explain_cmd::explain(&args),
+        Command::Ca(CaCommand::Init { dir, name, key }) => ca_cmd::init(&dir, &name, key),
+        Command::Ca(CaCommand::Export { config, der }) => ca_cmd::export(config.as_deref(), der),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("sluice: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

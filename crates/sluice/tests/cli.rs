@@ -1,0 +1,159 @@
+//! The command line (SPEC §6): the first run on the embedded default, `check` with
+//! FILE:LINE errors, `explain`, `ca init` and `ca export`.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::certs::TestPki;
+use support::origin::HELLO;
+use support::sluice::SluiceConfig;
+use support::{fetch, Origin, OriginOptions, Sluice};
+
+fn sluice(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_first_run_creates_the_ca_and_says_how_to_use_it() {
+    // The embedded default listens on 127.0.0.1:3128; a config that differs only in
+    // the port keeps this test independent of what else runs on the machine.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sluice.toml"), "[proxy]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    let sluice = Sluice::spawn(dir, &["run", "-c", "sluice.toml"]);
+    let data = sluice.path("sluice-data");
+    let key_mode = std::fs::metadata(data.join("ca-key.pem")).unwrap().permissions().mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    assert!(data.join("ca.pem").exists());
+    let stderr = sluice.stderr();
+    assert!(stderr.contains("ca.pem"), "{stderr}");
+    assert!(stderr.contains("SHA-256 fingerprint"), "{stderr}");
+    assert!(stderr.contains(&format!("curl --cacert")), "{stderr}");
+    assert!(stderr.contains(&format!("-x http://{}", sluice.addr)), "{stderr}");
+    assert!(!stderr.contains("PRIVATE KEY"), "the key is never printed");
+}
+
+#[test]
+fn run_without_a_config_uses_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.path().join("sluice-data/ca-key.pem").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Whether or not port 3128 was free on this machine, the CA was made first.
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(dir.path().join("sluice-data/ca.pem").exists(), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:3128"), "{stderr}");
+}
+
+#[test]
+fn only_one_of_the_two_ca_files_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sluice-data")).unwrap();
+    std::fs::write(dir.path().join("sluice-data/ca.pem"), "x").unwrap();
+    let out = sluice(&["run"], dir.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ca-key.pem"), "{stderr}");
+}
+
+#[test]
+fn check_accepts_a_good_file_and_lists_every_error_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.toml"), "[tls]\ndefault_action = \"tunnel\"\n").unwrap();
+    let out = sluice(&["check", "-c", "good.toml"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let bad = "[tls]\ndefault_action = \"bump\"\n\n[[ssl_rules]]\nname = \"a\"\nclients = [\"10.0.0.0/33\"]\naction = \"tunnel\"\n\n[[ssl_rules]]\nname = \"b\"\ndomain_regex = [\"(unclosed\"]\naction = \"bump\"\n";
+    std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
+    let out = sluice(&["check", "-c", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:6:"), "the bad CIDR on line 6: {stderr}");
+    assert!(stderr.contains("bad.toml:11:"), "the bad regex on line 11: {stderr}");
+
+    std::fs::write(dir.path().join("unknown.toml"), "[proxy]\nlisten = [\"127.0.0.1:3128\"]\nlisten_typo = 1\n").unwrap();
+    let out = sluice(&["check", "-c", "unknown.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown.toml:3:"), "{stderr}");
+    assert!(stderr.contains("listen_typo"), "{stderr}");
+}
+
+#[test]
+fn explain_names_the_deciding_rule_at_each_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[ssl_rules]]\nname = \"banking\"\ndomains = [\".bank.example\"]\naction = \"tunnel-sni\"\n";
+    std::fs::write(dir.path().join("s.toml"), config).unwrap();
+    let out = sluice(&["explain", "-c", "s.toml", "--host", "www.bank.example"], dir.path());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("banking"), "{text}");
+    assert!(text.contains("tunnel-sni"), "{text}");
+    let out = sluice(&["explain", "-c", "s.toml", "--host", "203.0.113.9", "--sni", "news.example"], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bump"), "{text}");
+    assert!(text.contains("default"), "{text}");
+}
+
+#[test]
+fn ca_init_writes_a_0600_key_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sluice(&["ca", "init", "--dir", "myca", "--name", "Example Corp CA", "--key", "rsa-2048"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = std::fs::metadata(dir.path().join("myca/ca-key.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = sluice(&["ca", "init", "--dir", "myca"], dir.path());
+    assert!(!out.status.success(), "refuses to overwrite");
+    let pem = std::fs::read_to_string(dir.path().join("myca/ca.pem")).unwrap();
+    let text = Command::new("openssl").args(["x509", "-noout", "-subject", "-text"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(pem.as_bytes())?;
+        c.wait_with_output()
+    }).unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Example Corp CA"), "{text}");
+    assert!(text.contains("rsaEncryption"), "{text}");
+    assert!(text.contains("CA:TRUE"), "{text}");
+}
+
+#[test]
+fn ca_export_prints_the_configured_certificate_as_pem_or_der() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(sluice(&["ca", "init", "--dir", "d"], dir.path()).status.success());
+    std::fs::write(dir.path().join("s.toml"), "[tls]\nca_cert = \"d/ca.pem\"\nca_key = \"d/ca-key.pem\"\n").unwrap();
+    let pem = sluice(&["ca", "export", "-c", "s.toml"], dir.path());
+    assert!(pem.status.success());
+    assert_eq!(pem.stdout, std::fs::read(dir.path().join("d/ca.pem")).unwrap());
+    let der = sluice(&["ca", "export", "-c", "s.toml", "--der"], dir.path());
+    assert!(der.status.success());
+    assert_eq!(der.stdout[0], 0x30, "DER starts with a SEQUENCE");
+    assert!(!String::from_utf8_lossy(&pem.stdout).contains("PRIVATE"));
+}
+
+#[test]
+fn the_ca_created_on_the_first_run_signs_bumped_connections() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
+    let sluice = Sluice::start(&pki, SluiceConfig { connect_ports: &[origin.port()], ..Default::default() });
+    let out = fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/hello", &sluice.ca_path(), &[]);
+    assert_eq!(out.body_text(), HELLO);
+    assert!(sluice.stderr().contains("CA certificate created"));
+}

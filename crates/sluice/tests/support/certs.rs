@@ -1,0 +1,122 @@
+//! Certificates made in the test: a root the proxy trusts upstream, and server leaves
+//! that are valid, expired, not yet valid, self-signed, from an unknown issuer, or for
+//! the wrong name.
+
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// A server certificate and its key, DER.
+pub struct Leaf {
+    pub chain: Vec<Vec<u8>>,
+    pub key: Vec<u8>,
+}
+
+/// Names every valid test leaf covers.
+pub const SERVER_NAMES: &[&str] = &[
+    "localhost",
+    "bump.test",
+    "tunnel.test",
+    "terminate.test",
+    "allow.test",
+    "127.0.0.1",
+];
+
+pub struct TestPki {
+    root: CertifiedIssuer<'static, KeyPair>,
+    /// A CA nobody trusts, for `unknown_issuer`.
+    stranger: CertifiedIssuer<'static, KeyPair>,
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf_params(names: &[&str], not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertificateParams {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names).unwrap();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "origin.test");
+    dn.push(DnType::OrganizationName, "Origin Test Org");
+    params.distinguished_name = dn;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        TestPki {
+            root: ca("sluice test upstream root"),
+            stranger: ca("a CA nobody trusts"),
+        }
+    }
+
+    pub fn root_pem(&self) -> String {
+        self.root.pem()
+    }
+
+    pub fn write_root(&self, path: &Path) {
+        std::fs::write(path, self.root_pem()).unwrap();
+    }
+
+    fn signed(&self, issuer: &CertifiedIssuer<'static, KeyPair>, params: CertificateParams) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, issuer).unwrap();
+        Leaf {
+            chain: vec![cert.der().to_vec()],
+            key: key.serialize_der(),
+        }
+    }
+
+    pub fn valid(&self) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        self.signed(&self.root, leaf_params(SERVER_NAMES, now - Duration::days(1), now + Duration::days(90)))
+    }
+
+    pub fn with_names(&self, names: &[&str]) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        self.signed(&self.root, leaf_params(names, now - Duration::days(1), now + Duration::days(90)))
+    }
+
+    pub fn expired(&self) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        self.signed(&self.root, leaf_params(SERVER_NAMES, now - Duration::days(60), now - Duration::days(1)))
+    }
+
+    pub fn not_yet_valid(&self) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        self.signed(&self.root, leaf_params(SERVER_NAMES, now + Duration::days(2), now + Duration::days(60)))
+    }
+
+    pub fn unknown_issuer(&self) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        self.signed(&self.stranger, leaf_params(SERVER_NAMES, now - Duration::days(1), now + Duration::days(90)))
+    }
+
+    pub fn wrong_name(&self) -> Leaf {
+        self.with_names(&["somewhere-else.test"])
+    }
+
+    pub fn self_signed(&self) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf_params(SERVER_NAMES, now - Duration::days(1), now + Duration::days(90))
+            .self_signed(&key)
+            .unwrap();
+        Leaf {
+            chain: vec![cert.der().to_vec()],
+            key: key.serialize_der(),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The sluice binary, started with a configuration in a temporary folder and stopped
+//! (only this child) when the test ends.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::certs::TestPki;
+
+pub struct Sluice {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The parts of a test configuration; sluice's own settings (listen on port 0, the CA
+/// and the access log in the temporary folder, the test root trusted upstream) are added.
+#[derive(Default)]
+pub struct SluiceConfig<'a> {
+    /// `proxy.listen`; default `127.0.0.1:0`.
+    pub listen: Option<&'a str>,
+    pub connect_ports: &'a [u16],
+    /// Extra lines for `[tls]`.
+    pub tls: &'a str,
+    /// Extra lines for `[limits]`.
+    pub limits: &'a str,
+    /// Anything after: `[[ssl_rules]]`, `[categories]`.
+    pub rest: &'a str,
+}
+
+impl Sluice {
+    pub fn start(pki: &TestPki, config: SluiceConfig<'_>) -> Sluice {
+        let dir = tempfile::tempdir().unwrap();
+        pki.write_root(&dir.path().join("upstream-root.pem"));
+        let ports: Vec<String> = config.connect_ports.iter().map(u16::to_string).collect();
+        let text = format!(
+            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\n\n\
+             [tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\nupstream_roots = [\"upstream-root.pem\"]\n{}\n\n\
+             [log]\naccess = \"access.log\"\nlevel = \"debug\"\n\n[limits]\n{}\n\n{}\n",
+            config.listen.unwrap_or("127.0.0.1:0"),
+            ports.join(", "),
+            config.tls,
+            config.limits,
+            config.rest
+        );
+        std::fs::write(dir.path().join("sluice.toml"), text).unwrap();
+        Self::spawn(dir, &["run", "-c", "sluice.toml"])
+    }
+
+    /// Run `sluice ARGS` in `dir` and wait until it listens.
+    pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Sluice {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting sluice");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (listening, wait) = mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let kept = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("sluice: listening on ") {
+                    let _ = listening.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let addr = match wait.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sluice did not start listening; stderr:\n{}", stderr.lock().unwrap().join("\n"));
+            }
+        };
+        Sluice {
+            dir,
+            addr,
+            child,
+            stderr,
+        }
+    }
+
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Every access-log record written so far.
+    pub fn records(&self) -> Vec<Value> {
+        read_records(&self.dir.path().join("access.log"))
+    }
+
+    /// Wait (at most 10 s) for a record that satisfies `matches`.
+    pub fn wait_record(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = self.records().into_iter().find(|r| matches(r)) {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no access-log record {what}; records:\n{:#?}\nstderr:\n{}",
+                    self.records(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The connect record (there is one per CONNECT, written when it closes).
+    pub fn connect_record(&self) -> Value {
+        self.wait_record("of kind connect", |r| r["kind"] == "connect")
+    }
+
+    pub fn http_record(&self) -> Value {
+        self.wait_record("of kind http", |r| r["kind"] == "http")
+    }
+}
+
+fn read_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad log line {line:?}: {e}")))
+        .collect()
+}
