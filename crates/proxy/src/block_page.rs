@@ -94,7 +94,10 @@ footer{{color:#8a90a0;font-size:.85rem;margin-top:1.5rem}}
         let mut response = Response::new(Bytes::from(self.render()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, "text/html; charset=utf-8".parse().unwrap());
+        headers.insert(
+            header::CONTENT_TYPE,
+            "text/html; charset=utf-8".parse().unwrap(),
+        );
         headers.insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
         headers.insert("x-sluice-block", self.reason.as_str().parse().unwrap());
         response

@@ -123,7 +123,9 @@ pub async fn bump(
         _ => &proxy.minter,
     };
     // Without SNI the client still expects the CONNECT name in the certificate.
-    let name = target.sni.or(target.connect_ip.is_none().then_some(target.host));
+    let name = target
+        .sni
+        .or(target.connect_ip.is_none().then_some(target.host));
     let certified = match minter
         .certified_key(leaf.as_deref(), name, target.connect_ip)
         .await
@@ -141,7 +143,8 @@ pub async fn bump(
     let client_io = Rewind::new(held, Counted::new(client, counts.clone()));
     let config = client_facing_config(proxy, certified, target.client_alpn);
     let timeout = proxy.config.settings.limits.client_hello_timeout;
-    let handshake = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(client_io)).await;
+    let handshake =
+        tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(client_io)).await;
     let client_tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -238,13 +241,16 @@ async fn upstream_handshake(
 ) -> Result<Verified, String> {
     let connector = TlsConnector::from(proxy.upstream_tls.clone());
     let timeout = proxy.config.settings.limits.connect_timeout;
-    let stream = match tokio::time::timeout(timeout, connector.connect(server_name.clone(), tcp)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err(format!("no answer within {} s", timeout.as_secs())),
-    };
+    let stream =
+        match tokio::time::timeout(timeout, connector.connect(server_name.clone(), tcp)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("no answer within {} s", timeout.as_secs())),
+        };
     let certs = stream.get_ref().1.peer_certificates().unwrap_or_default();
-    let outcome = proxy.verifier.classify(certs, &server_name, UnixTime::now());
+    let outcome = proxy
+        .verifier
+        .classify(certs, &server_name, UnixTime::now());
     let leaf = certs.first().map(|c| c.as_ref().to_vec());
     Ok(Verified {
         stream,
@@ -449,7 +455,12 @@ impl Redial {
             Err(_) => return Err(format!("reconnecting to {} timed out", self.addr)),
         };
         let verified = upstream_handshake(&self.proxy, tcp, self.server_name.clone()).await?;
-        match accept(&self.proxy, verified.outcome, verified.leaf.as_deref(), self.policy) {
+        match accept(
+            &self.proxy,
+            verified.outcome,
+            verified.leaf.as_deref(),
+            self.policy,
+        ) {
             Acceptance::Blocked(kind) => Err(format!(
                 "the server's certificate failed verification on reconnect: {}",
                 kind.as_str()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
-use sluice_tls::client_hello::{peek, ClientHello, Peek, MAX_CLIENT_HELLO_BYTES};
+use sluice_tls::client_hello::{ClientHello, Peek, Peeker, MAX_CLIENT_HELLO_BYTES};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -27,8 +27,10 @@ pub async fn read_client_hello(
     timeout: Duration,
 ) -> HelloRead {
     let deadline = Instant::now() + timeout;
+    // Resumes where it stopped, so a hello trickled in tiny reads costs linear time.
+    let mut peeker = Peeker::default();
     loop {
-        match peek(&held) {
+        match peeker.peek(&held) {
             Peek::Complete { hello, .. } => return HelloRead::Hello { hello, held },
             Peek::NotTls => return HelloRead::NotTls { held },
             Peek::Malformed(_) => return HelloRead::Failed("client_hello_malformed"),
@@ -40,7 +42,8 @@ pub async fn read_client_hello(
             return HelloRead::Failed("client_hello_too_large");
         }
         held.reserve(room.min(16 * 1024));
-        let read = tokio::time::timeout_at(deadline, client.read_buf(&mut (&mut held).limit(room))).await;
+        let read =
+            tokio::time::timeout_at(deadline, client.read_buf(&mut (&mut held).limit(room))).await;
         match read {
             Err(_) if held.is_empty() => return HelloRead::NotTls { held },
             Err(_) => return HelloRead::Failed("client_hello_timeout"),

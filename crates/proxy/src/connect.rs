@@ -69,11 +69,12 @@ async fn run(
         let why = format!("CONNECT to port {port} is not allowed");
         return refuse(record, &mut client, 403, &why, "port_not_allowed").await;
     }
-    let (upstream, dest_ip) =
-        match dial(&host, port, settings.limits.connect_timeout, &proxy.local).await {
-            Ok(connected) => connected,
-            Err(e) => return refuse(record, &mut client, e.status(), &e.to_string(), e.kind()).await,
-        };
+    let (upstream, dest_ip) = match dial(&host, port, settings.limits.connect_timeout, &proxy.local)
+        .await
+    {
+        Ok(connected) => connected,
+        Err(e) => return refuse(record, &mut client, e.status(), &e.to_string(), e.kind()).await,
+    };
     record.dest_ip = Some(dest_ip);
 
     let connect_ip: Option<IpAddr> = host.parse().ok();
@@ -123,8 +124,7 @@ async fn run(
     record.ech = Some(hello.ech);
 
     if let (Some(sni), Some(name)) = (hello.sni.as_deref(), connect_name) {
-        if !same_domain(sni, name) && settings.tls.on_sni_mismatch == SniMismatch::Terminate
-        {
+        if !same_domain(sni, name) && settings.tls.on_sni_mismatch == SniMismatch::Terminate {
             record.action = Some(SslAction::Terminate.as_str());
             record.error = Some("sni_mismatch".into());
             return;

@@ -24,21 +24,30 @@ pub async fn handle_client(proxy: Arc<Proxy>, mut client: TcpStream, peer: Socke
     // dropped rather than holding a connection slot.
     let deadline = Instant::now() + proxy.config.settings.limits.client_hello_timeout;
     let mut buffered: Vec<u8> = Vec::with_capacity(1024);
+    // Parse only when a read brought a line end (or the limit is reached): a head
+    // trickled byte by byte then costs linear time, not quadratic.
+    let mut worth_parsing = false;
     let (head, len) = loop {
-        match parse_request_head(&buffered, max) {
-            HeadParse::Complete { head, len } => break (head, len),
-            HeadParse::Error(e) => return refuse_head(&proxy, client, peer, &buffered, &e).await,
-            HeadParse::Incomplete => {}
+        if worth_parsing || buffered.len() >= max {
+            match parse_request_head(&buffered, max) {
+                HeadParse::Complete { head, len } => break (head, len),
+                HeadParse::Error(e) => {
+                    return refuse_head(&proxy, client, peer, &buffered, &e).await
+                }
+                HeadParse::Incomplete => {}
+            }
         }
         let room = max.saturating_sub(buffered.len()).max(1);
+        let before = buffered.len();
         let mut window = (&mut buffered).limit(room);
         match tokio::time::timeout_at(deadline, client.read_buf(&mut window)).await {
-            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(n)) if n > 0 => worth_parsing = buffered[before..].contains(&b'\n'),
             // Closed, reset or too slow before a full head: nothing to answer.
             _ => return,
         }
     };
-    if head.method.eq_ignore_ascii_case("CONNECT") {
+    // Methods are case-sensitive (RFC 9110 §9.1).
+    if head.method == "CONNECT" {
         let early = buffered.split_off(len);
         handle_connect(proxy, client, peer, head, early).await;
     } else {
@@ -54,9 +63,7 @@ async fn refuse_head(
     buffered: &[u8],
     error: &HeadError,
 ) {
-    let is_connect = buffered
-        .get(..8)
-        .is_some_and(|start| start.eq_ignore_ascii_case(b"CONNECT "));
+    let is_connect = buffered.get(..8).is_some_and(|start| start == b"CONNECT ");
     let mut record = Record::new(if is_connect { "connect" } else { "http" });
     record.client = Some(peer.ip());
     record.client_port = Some(peer.port());

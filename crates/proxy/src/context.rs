@@ -59,8 +59,9 @@ impl Proxy {
             LeafKey::EcdsaP256 => LeafKeyKind::EcdsaP256,
             LeafKey::Rsa2048 => LeafKeyKind::Rsa2048,
         };
-        let untrusted_ca = CertificateAuthority::generate("sluice untrusted CA", KeyKind::EcdsaP256)
-            .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
+        let untrusted_ca =
+            CertificateAuthority::generate("sluice untrusted CA", KeyKind::EcdsaP256)
+                .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
         let verifier = UpstreamVerifier::new(&tls.upstream_roots)
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
         let upstream_tls = verifier.client_config(vec![b"http/1.1".to_vec()]);

@@ -97,7 +97,12 @@ pub fn block(
 }
 
 /// Log a request that sluice answered itself with an error.
-pub fn refuse(log: &AccessLog, mut record: Record, status: StatusCode, why: &str) -> Response<ProxyBody> {
+pub fn refuse(
+    log: &AccessLog,
+    mut record: Record,
+    status: StatusCode,
+    why: &str,
+) -> Response<ProxyBody> {
     record.status = Some(status.as_u16());
     record.error = Some(why.to_string());
     log.write(&record);
@@ -257,5 +262,7 @@ impl tower_service::Service<Uri> for UpstreamConnector {
 /// The host of a URI without IPv6 brackets.
 pub fn uri_host(uri: &Uri) -> String {
     let host = uri.host().unwrap_or_default();
-    host.trim_start_matches('[').trim_end_matches(']').to_string()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }

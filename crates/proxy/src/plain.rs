@@ -18,7 +18,12 @@ use crate::rewind::Rewind;
 
 /// Serve a client connection whose first request head (in `buffered`, with any bytes
 /// after it) is a plain HTTP proxy request.
-pub async fn serve_plain(proxy: Arc<Proxy>, client: TcpStream, peer: SocketAddr, buffered: Vec<u8>) {
+pub async fn serve_plain(
+    proxy: Arc<Proxy>,
+    client: TcpStream,
+    peer: SocketAddr,
+    buffered: Vec<u8>,
+) {
     let mut template = Record::new("http");
     template.client = Some(peer.ip());
     template.client_port = Some(peer.port());

@@ -193,7 +193,10 @@ mod tests {
         client.shutdown().await.unwrap();
         let mut received = Vec::new();
         server.read_to_end(&mut received).await.unwrap();
-        assert_eq!(received, upload, "the upload arrives whole after the client's FIN");
+        assert_eq!(
+            received, upload,
+            "the upload arrives whole after the client's FIN"
+        );
 
         // The server still answers after the client half-closed.
         server.write_all(b"answer after half-close").await.unwrap();
@@ -208,13 +211,17 @@ mod tests {
         assert_eq!(outcome.error, None);
     }
 
-    #[tokio::test(start_paused = false)]
+    #[tokio::test]
     async fn an_idle_tunnel_is_closed_after_the_idle_timeout() {
         let (mut client, proxy_client_side) = pair().await;
         let (proxy_upstream_side, _server) = pair().await;
         let outcome = tokio::time::timeout(
             Duration::from_secs(10),
-            relay(proxy_client_side, proxy_upstream_side, Duration::from_millis(200)),
+            relay(
+                proxy_client_side,
+                proxy_upstream_side,
+                Duration::from_millis(200),
+            ),
         )
         .await
         .expect("the relay ends by itself");

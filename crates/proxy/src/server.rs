@@ -12,7 +12,11 @@ use crate::context::Proxy;
 use crate::replies::send_error;
 
 /// Accept on every listener until `shutdown` completes.
-pub async fn serve(proxy: Arc<Proxy>, listeners: Vec<TcpListener>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept_loop(proxy.clone(), listener));
@@ -43,7 +47,12 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
             Err(_) => {
                 tracing::warn!(%peer, "max_connections reached; refusing a connection");
                 tokio::spawn(async move {
-                    send_error(&mut stream, 503, "sluice is at its connection limit; try again later").await;
+                    send_error(
+                        &mut stream,
+                        503,
+                        "sluice is at its connection limit; try again later",
+                    )
+                    .await;
                 });
             }
         }

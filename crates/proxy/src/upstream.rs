@@ -115,9 +115,14 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let err = dial("127.0.0.1", port, Duration::from_secs(5), &LocalAddrs::default())
-            .await
-            .unwrap_err();
+        let err = dial(
+            "127.0.0.1",
+            port,
+            Duration::from_secs(5),
+            &LocalAddrs::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.status(), 502);
         assert_eq!(err.kind(), "connect_failed");
     }

@@ -21,7 +21,11 @@ pub fn init(dir: &Path, name: &str, key: CaKey) -> anyhow::Result<ExitCode> {
     let cert = dir.join("ca.pem");
     let key = dir.join("ca-key.pem");
     ca.write_new(&cert, &key)?;
-    eprintln!("sluice: wrote {} and {} (mode 0600)", cert.display(), key.display());
+    eprintln!(
+        "sluice: wrote {} and {} (mode 0600)",
+        cert.display(),
+        key.display()
+    );
     eprintln!("sluice: CA SHA-256 fingerprint {}", ca.fingerprint_sha256());
     Ok(ExitCode::SUCCESS)
 }
@@ -38,8 +42,8 @@ pub fn export(config: Option<&Path>, der: bool) -> anyhow::Result<ExitCode> {
     if der {
         out.write_all(cert.as_ref())?;
     } else {
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let pem =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         out.write_all(pem.as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "A forward web proxy that sees inside HTTPS")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A forward web proxy that sees inside HTTPS"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

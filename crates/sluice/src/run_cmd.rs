@@ -64,7 +64,12 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
 }
 
 /// Tell the operator where the CA is and how to try the proxy.
-fn announce(config: &Config, ca: &CertificateAuthority, created: bool, bound: &[std::net::SocketAddr]) {
+fn announce(
+    config: &Config,
+    ca: &CertificateAuthority,
+    created: bool,
+    bound: &[std::net::SocketAddr],
+) {
     let cert = &config.settings.tls.ca_cert;
     let cert = std::fs::canonicalize(cert).unwrap_or_else(|_| cert.clone());
     let state = if created { "created" } else { "loaded" };

@@ -13,28 +13,64 @@ use support::sluice::SluiceConfig;
 use support::{fetch, CurlOutput, Origin, OriginOptions, Sluice};
 
 fn start(pki: &TestPki, origin: &Origin, tls: &str, rest: &str) -> Sluice {
-    Sluice::start(pki, SluiceConfig { connect_ports: &[origin.port()], tls, rest, ..Default::default() })
+    Sluice::start(
+        pki,
+        SluiceConfig {
+            connect_ports: &[origin.port()],
+            tls,
+            rest,
+            ..Default::default()
+        },
+    )
 }
 
 fn get(sluice: &Sluice, origin: &Origin, cacert: &std::path::Path) -> CurlOutput {
-    fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/hello", cacert, &[])
+    fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/hello",
+        cacert,
+        &[],
+    )
 }
 
 /// With the default policy the client gets a trusted certificate and a 502 block page
 /// naming the error kind; nothing reaches the server.
 fn assert_blocked(make: impl Fn(&TestPki) -> Leaf, kind: &str) {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(make(&pki)) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(make(&pki)),
+    });
     let sluice = start(&pki, &origin, "", "");
     let out = get(&sluice, &origin, &sluice.ca_path());
-    assert_eq!(out.code, 0, "the replacement certificate is trusted: {}", out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "the replacement certificate is trusted: {}",
+        out.stderr
+    );
     assert_eq!(out.status, 502);
-    assert!(out.headers.to_ascii_lowercase().contains("x-sluice-block: cert_error"), "{}", out.headers);
-    assert!(out.headers.to_ascii_lowercase().contains("cache-control: no-store"));
+    assert!(
+        out.headers
+            .to_ascii_lowercase()
+            .contains("x-sluice-block: cert_error"),
+        "{}",
+        out.headers
+    );
+    assert!(out
+        .headers
+        .to_ascii_lowercase()
+        .contains("cache-control: no-store"));
     let page = out.body_text();
-    assert!(page.contains(kind), "the page names the error kind {kind}: {page}");
+    assert!(
+        page.contains(kind),
+        "the page names the error kind {kind}: {page}"
+    );
     assert!(page.contains("bump.test"), "the page names the server");
-    assert!(origin.requests().is_empty(), "nothing was sent to the server");
+    assert!(
+        origin.requests().is_empty(),
+        "nothing was sent to the server"
+    );
     let connect = sluice.connect_record();
     assert_eq!(connect["upstream_cert"], kind);
     assert_eq!(connect["action"], "bump");
@@ -71,23 +107,40 @@ fn a_certificate_for_another_name_is_blocked() {
 #[test]
 fn untrusted_makes_the_client_show_its_own_warning_and_inspects_if_it_proceeds() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.expired()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.expired()),
+    });
     let sluice = start(&pki, &origin, "on_cert_error = \"untrusted\"", "");
     let refused = get(&sluice, &origin, &sluice.ca_path());
-    assert_eq!(refused.code, 60, "curl rejects the untrusted replacement: {}", refused.stderr);
-    let insecure = fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/hello", &sluice.ca_path(), &["-k"]);
+    assert_eq!(
+        refused.code, 60,
+        "curl rejects the untrusted replacement: {}",
+        refused.stderr
+    );
+    let insecure = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/hello",
+        &sluice.ca_path(),
+        &["-k"],
+    );
     assert_eq!(insecure.code, 0, "{}", insecure.stderr);
     assert_eq!(insecure.body_text(), HELLO);
     let http = sluice.http_record();
     assert_eq!(http["status"], 200);
-    let rejected = sluice.wait_record("of the rejecting client", |r| r["kind"] == "connect" && r["error"] == "client_rejected_certificate");
+    let rejected = sluice.wait_record("of the rejecting client", |r| {
+        r["kind"] == "connect" && r["error"] == "client_rejected_certificate"
+    });
     assert_eq!(rejected["upstream_cert"], "expired");
 }
 
 #[test]
 fn allow_proceeds_as_if_the_chain_were_valid_and_logs_the_real_kind() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.wrong_name()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.wrong_name()),
+    });
     let sluice = start(&pki, &origin, "on_cert_error = \"allow\"", "");
     let out = get(&sluice, &origin, &sluice.ca_path());
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -98,7 +151,9 @@ fn allow_proceeds_as_if_the_chain_were_valid_and_logs_the_real_kind() {
 #[test]
 fn a_rules_cert_errors_overrides_the_global_policy() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.self_signed()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.self_signed()),
+    });
     let rules = "[[ssl_rules]]\nname = \"internal\"\ndomains = [\"bump.test\"]\naction = \"bump\"\ncert_errors = \"allow\"\n";
     let sluice = start(&pki, &origin, "", rules);
     let out = get(&sluice, &origin, &sluice.ca_path());
@@ -136,8 +191,13 @@ fn a_server_that_does_not_speak_tls_gets_the_upstream_tls_failed_block_page() {
     let out = get(&sluice, &plain, &sluice.ca_path());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.status, 502);
-    assert!(out.headers.to_ascii_lowercase().contains("x-sluice-block: upstream_tls_failed"));
-    assert!(out.body_text().contains("TLS handshake with bump.test failed"));
+    assert!(out
+        .headers
+        .to_ascii_lowercase()
+        .contains("x-sluice-block: upstream_tls_failed"));
+    assert!(out
+        .body_text()
+        .contains("TLS handshake with bump.test failed"));
     let connect = sluice.connect_record();
     assert_eq!(connect["error"], "upstream_tls_failed");
     assert!(connect.get("upstream_cert").is_none());
@@ -147,20 +207,35 @@ fn a_server_that_does_not_speak_tls_gets_the_upstream_tls_failed_block_page() {
 #[test]
 fn rsa_leaf_keys_work_end_to_end() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+    });
     let sluice = start(&pki, &origin, "leaf_key = \"rsa-2048\"", "");
     // TLS 1.2 names the certificate's key type in the negotiated suite.
     let extra = ["-v", "--tlsv1.2", "--tls-max", "1.2"];
-    let out = fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/hello", &sluice.ca_path(), &extra);
+    let out = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/hello",
+        &sluice.ca_path(),
+        &extra,
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.body_text(), HELLO);
-    assert!(out.stderr.contains("ECDHE-RSA"), "an RSA leaf was served: {}", out.stderr);
+    assert!(
+        out.stderr.contains("ECDHE-RSA"),
+        "an RSA leaf was served: {}",
+        out.stderr
+    );
 }
 
 #[test]
 fn a_second_connection_to_the_same_server_reuses_the_cached_certificate() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+    });
     let sluice = start(&pki, &origin, "", "");
     let cert_of = |out: &CurlOutput| {
         out.stderr
@@ -169,9 +244,23 @@ fn a_second_connection_to_the_same_server_reuses_the_cached_certificate() {
             .map(str::to_string)
             .unwrap_or_default()
     };
-    let first = fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/hello", &sluice.ca_path(), &["-v"]);
+    let first = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/hello",
+        &sluice.ca_path(),
+        &["-v"],
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let second = fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/hello", &sluice.ca_path(), &["-v"]);
+    let second = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/hello",
+        &sluice.ca_path(),
+        &["-v"],
+    );
     assert_eq!(first.code, 0);
     assert_eq!(second.code, 0);
     // A fresh mint would carry a new notBefore (now - 1 h, to the second).

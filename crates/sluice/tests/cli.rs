@@ -26,17 +26,27 @@ fn the_first_run_creates_the_ca_and_says_how_to_use_it() {
     // The embedded default listens on 127.0.0.1:3128; a config that differs only in
     // the port keeps this test independent of what else runs on the machine.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("sluice.toml"), "[proxy]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        "[proxy]\nlisten = [\"127.0.0.1:0\"]\n",
+    )
+    .unwrap();
     let sluice = Sluice::spawn(dir, &["run", "-c", "sluice.toml"]);
     let data = sluice.path("sluice-data");
-    let key_mode = std::fs::metadata(data.join("ca-key.pem")).unwrap().permissions().mode();
+    let key_mode = std::fs::metadata(data.join("ca-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(key_mode & 0o777, 0o600);
     assert!(data.join("ca.pem").exists());
     let stderr = sluice.stderr();
     assert!(stderr.contains("ca.pem"), "{stderr}");
     assert!(stderr.contains("SHA-256 fingerprint"), "{stderr}");
-    assert!(stderr.contains(&format!("curl --cacert")), "{stderr}");
-    assert!(stderr.contains(&format!("-x http://{}", sluice.addr)), "{stderr}");
+    assert!(stderr.contains("curl --cacert"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("-x http://{}", sluice.addr)),
+        "{stderr}"
+    );
     assert!(!stderr.contains("PRIVATE KEY"), "the key is never printed");
 }
 
@@ -77,19 +87,37 @@ fn only_one_of_the_two_ca_files_refuses_to_start() {
 #[test]
 fn check_accepts_a_good_file_and_lists_every_error_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("good.toml"), "[tls]\ndefault_action = \"tunnel\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("good.toml"),
+        "[tls]\ndefault_action = \"tunnel\"\n",
+    )
+    .unwrap();
     let out = sluice(&["check", "-c", "good.toml"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let bad = "[tls]\ndefault_action = \"bump\"\n\n[[ssl_rules]]\nname = \"a\"\nclients = [\"10.0.0.0/33\"]\naction = \"tunnel\"\n\n[[ssl_rules]]\nname = \"b\"\ndomain_regex = [\"(unclosed\"]\naction = \"bump\"\n";
     std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
     let out = sluice(&["check", "-c", "bad.toml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.toml:6:"), "the bad CIDR on line 6: {stderr}");
-    assert!(stderr.contains("bad.toml:11:"), "the bad regex on line 11: {stderr}");
+    assert!(
+        stderr.contains("bad.toml:6:"),
+        "the bad CIDR on line 6: {stderr}"
+    );
+    assert!(
+        stderr.contains("bad.toml:11:"),
+        "the bad regex on line 11: {stderr}"
+    );
 
-    std::fs::write(dir.path().join("unknown.toml"), "[proxy]\nlisten = [\"127.0.0.1:3128\"]\nlisten_typo = 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("unknown.toml"),
+        "[proxy]\nlisten = [\"127.0.0.1:3128\"]\nlisten_typo = 1\n",
+    )
+    .unwrap();
     let out = sluice(&["check", "-c", "unknown.toml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -102,12 +130,26 @@ fn explain_names_the_deciding_rule_at_each_stage() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[[ssl_rules]]\nname = \"banking\"\ndomains = [\".bank.example\"]\naction = \"tunnel-sni\"\n";
     std::fs::write(dir.path().join("s.toml"), config).unwrap();
-    let out = sluice(&["explain", "-c", "s.toml", "--host", "www.bank.example"], dir.path());
+    let out = sluice(
+        &["explain", "-c", "s.toml", "--host", "www.bank.example"],
+        dir.path(),
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("banking"), "{text}");
     assert!(text.contains("tunnel-sni"), "{text}");
-    let out = sluice(&["explain", "-c", "s.toml", "--host", "203.0.113.9", "--sni", "news.example"], dir.path());
+    let out = sluice(
+        &[
+            "explain",
+            "-c",
+            "s.toml",
+            "--host",
+            "203.0.113.9",
+            "--sni",
+            "news.example",
+        ],
+        dir.path(),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bump"), "{text}");
     assert!(text.contains("default"), "{text}");
@@ -116,18 +158,43 @@ fn explain_names_the_deciding_rule_at_each_stage() {
 #[test]
 fn ca_init_writes_a_0600_key_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let out = sluice(&["ca", "init", "--dir", "myca", "--name", "Example Corp CA", "--key", "rsa-2048"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mode = std::fs::metadata(dir.path().join("myca/ca-key.pem")).unwrap().permissions().mode();
+    let out = sluice(
+        &[
+            "ca",
+            "init",
+            "--dir",
+            "myca",
+            "--name",
+            "Example Corp CA",
+            "--key",
+            "rsa-2048",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(dir.path().join("myca/ca-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let out = sluice(&["ca", "init", "--dir", "myca"], dir.path());
     assert!(!out.status.success(), "refuses to overwrite");
     let pem = std::fs::read_to_string(dir.path().join("myca/ca.pem")).unwrap();
-    let text = Command::new("openssl").args(["x509", "-noout", "-subject", "-text"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(pem.as_bytes())?;
-        c.wait_with_output()
-    }).unwrap();
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-text"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(pem.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("Example Corp CA"), "{text}");
     assert!(text.contains("rsaEncryption"), "{text}");
@@ -137,11 +204,20 @@ fn ca_init_writes_a_0600_key_and_refuses_to_overwrite() {
 #[test]
 fn ca_export_prints_the_configured_certificate_as_pem_or_der() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(sluice(&["ca", "init", "--dir", "d"], dir.path()).status.success());
-    std::fs::write(dir.path().join("s.toml"), "[tls]\nca_cert = \"d/ca.pem\"\nca_key = \"d/ca-key.pem\"\n").unwrap();
+    assert!(sluice(&["ca", "init", "--dir", "d"], dir.path())
+        .status
+        .success());
+    std::fs::write(
+        dir.path().join("s.toml"),
+        "[tls]\nca_cert = \"d/ca.pem\"\nca_key = \"d/ca-key.pem\"\n",
+    )
+    .unwrap();
     let pem = sluice(&["ca", "export", "-c", "s.toml"], dir.path());
     assert!(pem.status.success());
-    assert_eq!(pem.stdout, std::fs::read(dir.path().join("d/ca.pem")).unwrap());
+    assert_eq!(
+        pem.stdout,
+        std::fs::read(dir.path().join("d/ca.pem")).unwrap()
+    );
     let der = sluice(&["ca", "export", "-c", "s.toml", "--der"], dir.path());
     assert!(der.status.success());
     assert_eq!(der.stdout[0], 0x30, "DER starts with a SEQUENCE");
@@ -151,9 +227,24 @@ fn ca_export_prints_the_configured_certificate_as_pem_or_der() {
 #[test]
 fn the_ca_created_on_the_first_run_signs_bumped_connections() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
-    let sluice = Sluice::start(&pki, SluiceConfig { connect_ports: &[origin.port()], ..Default::default() });
-    let out = fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/hello", &sluice.ca_path(), &[]);
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+    });
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            connect_ports: &[origin.port()],
+            ..Default::default()
+        },
+    );
+    let out = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/hello",
+        &sluice.ca_path(),
+        &[],
+    );
     assert_eq!(out.body_text(), HELLO);
     assert!(sluice.stderr().contains("CA certificate created"));
 }

@@ -17,7 +17,15 @@ use support::sluice::SluiceConfig;
 use support::{openssl_s_client, Origin, OriginOptions, Sluice};
 
 fn start(pki: &TestPki, ports: &[u16], tls: &str, limits: &str) -> Sluice {
-    Sluice::start(pki, SluiceConfig { connect_ports: ports, tls, limits, ..Default::default() })
+    Sluice::start(
+        pki,
+        SluiceConfig {
+            connect_ports: ports,
+            tls,
+            limits,
+            ..Default::default()
+        },
+    )
 }
 
 fn refused_record(sluice: &Sluice) -> serde_json::Value {
@@ -57,7 +65,11 @@ fn a_name_that_does_not_resolve_is_502_with_the_reason() {
 #[test]
 fn a_refused_connection_is_502() {
     let pki = TestPki::new();
-    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let sluice = start(&pki, &[closed_port], "", "");
     let mut raw = Raw::connect(sluice.addr);
     let head = raw.connect_to(&format!("127.0.0.1:{closed_port}"));
@@ -70,11 +82,20 @@ fn a_connect_timeout_is_504() {
     let pki = TestPki::new();
     // A listener whose accept queue is full drops new SYNs: connects hang.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
     socket.listen(0).unwrap();
     let addr = socket.local_addr().unwrap().as_socket().unwrap();
     let _fillers: Vec<_> = (0..3)
-        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()
+        })
         .collect();
     let sluice = start(&pki, &[addr.port()], "", "connect_timeout = \"1s\"");
     let mut raw = Raw::connect(sluice.addr);
@@ -88,9 +109,20 @@ fn a_connect_timeout_is_504() {
 #[test]
 fn a_connect_to_sluice_itself_is_508() {
     let pki = TestPki::new();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listen = format!("127.0.0.1:{port}");
-    let sluice = Sluice::start(&pki, SluiceConfig { listen: Some(&listen), connect_ports: &[port], ..Default::default() });
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            listen: Some(&listen),
+            connect_ports: &[port],
+            ..Default::default()
+        },
+    );
     let mut raw = Raw::connect(sluice.addr);
     let head = raw.connect_to(&listen);
     assert!(head.starts_with("HTTP/1.1 508 "), "{head}");
@@ -132,29 +164,65 @@ fn headers_over_max_header_bytes_are_431() {
 #[test]
 fn sni_that_differs_from_the_connect_name_is_terminated() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+    });
     let sluice = start(&pki, &[origin.port()], "", "");
     let proxy = sluice.addr.to_string();
     let target = format!("localhost:{}", origin.port());
-    let out = openssl_s_client(&["-proxy", &proxy, "-connect", &target, "-servername", "bump.test"], "");
-    assert!(!out.contains("sluice proxy CA"), "no certificate was served: {out}");
+    let out = openssl_s_client(
+        &[
+            "-proxy",
+            &proxy,
+            "-connect",
+            &target,
+            "-servername",
+            "bump.test",
+        ],
+        "",
+    );
+    assert!(
+        !out.contains("sluice proxy CA"),
+        "no certificate was served: {out}"
+    );
     let record = sluice.connect_record();
     assert_eq!(record["action"], "terminate");
     assert_eq!(record["error"], "sni_mismatch");
     assert_eq!(record["host"], "localhost");
     assert_eq!(record["sni"], "bump.test");
-    assert_eq!(origin.seen.handshakes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        origin
+            .seen
+            .handshakes
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 }
 
 #[test]
 fn sni_mismatch_ignore_decides_on_the_sni() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+    });
     let sluice = start(&pki, &[origin.port()], "on_sni_mismatch = \"ignore\"", "");
     let proxy = sluice.addr.to_string();
     let target = format!("localhost:{}", origin.port());
-    let out = openssl_s_client(&["-proxy", &proxy, "-connect", &target, "-servername", "bump.test"], "");
-    assert!(out.contains("sluice proxy CA"), "the bump went ahead: {out}");
+    let out = openssl_s_client(
+        &[
+            "-proxy",
+            &proxy,
+            "-connect",
+            &target,
+            "-servername",
+            "bump.test",
+        ],
+        "",
+    );
+    assert!(
+        out.contains("sluice proxy CA"),
+        "the bump went ahead: {out}"
+    );
     let record = sluice.connect_record();
     assert_eq!(record["action"], "bump");
     assert_eq!(record["sni"], "bump.test");
@@ -163,11 +231,23 @@ fn sni_mismatch_ignore_decides_on_the_sni() {
 #[test]
 fn the_same_name_in_another_case_with_a_trailing_dot_is_no_mismatch() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+    });
     let sluice = start(&pki, &[origin.port()], "", "");
     let proxy = sluice.addr.to_string();
     let target = format!("localhost:{}", origin.port());
-    let out = openssl_s_client(&["-proxy", &proxy, "-connect", &target, "-servername", "LocalHost."], "");
+    let out = openssl_s_client(
+        &[
+            "-proxy",
+            &proxy,
+            "-connect",
+            &target,
+            "-servername",
+            "LocalHost.",
+        ],
+        "",
+    );
     assert!(out.contains("sluice proxy CA"), "{out}");
     assert_eq!(sluice.connect_record()["action"], "bump");
 }
@@ -191,7 +271,12 @@ fn banner_server() -> (u16, std::thread::JoinHandle<()>) {
 fn a_silent_client_is_non_tls_and_on_non_tls_tunnel_relays_a_server_first_protocol() {
     let pki = TestPki::new();
     let (port, _server) = banner_server();
-    let sluice = start(&pki, &[port], "on_non_tls = \"tunnel\"", "client_hello_timeout = \"1s\"");
+    let sluice = start(
+        &pki,
+        &[port],
+        "on_non_tls = \"tunnel\"",
+        "client_hello_timeout = \"1s\"",
+    );
     let mut raw = Raw::connect(sluice.addr);
     let head = raw.connect_to(&format!("127.0.0.1:{port}"));
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
@@ -231,7 +316,10 @@ fn a_client_hello_that_never_completes_times_out() {
     raw.send(b"\x16\x03\x01\x02\x00\x01\x00\x01");
     let (rest, took) = raw.read_to_close();
     assert!(rest.is_empty());
-    assert!(took < Duration::from_secs(10), "closed at the timeout, not later: {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "closed at the timeout, not later: {took:?}"
+    );
     let record = sluice.connect_record();
     assert_eq!(record["action"], "terminate");
     assert_eq!(record["error"], "client_hello_timeout");
@@ -270,7 +358,9 @@ fn split_into_records(record: &[u8], size: usize) -> Vec<u8> {
 #[test]
 fn a_post_quantum_client_hello_in_several_records_and_segments_is_reassembled() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+    });
     let sluice = start(&pki, &[origin.port()], "", "");
     let mut raw = Raw::connect(sluice.addr);
     let head = raw.connect_to(&format!("127.0.0.1:{}", origin.port()));
@@ -287,10 +377,15 @@ fn a_post_quantum_client_hello_in_several_records_and_segments_is_reassembled() 
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut tls = rustls::ClientConnection::new(Arc::new(config), "bump.test".try_into().unwrap()).unwrap();
+    let mut tls =
+        rustls::ClientConnection::new(Arc::new(config), "bump.test".try_into().unwrap()).unwrap();
     let mut hello = Vec::new();
     tls.write_tls(&mut hello).unwrap();
-    assert!(hello.len() > 1100, "an X25519MLKEM768 key share makes a large hello: {}", hello.len());
+    assert!(
+        hello.len() > 1100,
+        "an X25519MLKEM768 key share makes a large hello: {}",
+        hello.len()
+    );
     let records = split_into_records(&hello, 400);
     // Three TCP segments whose boundaries fall inside records.
     for segment in [&records[..100], &records[100..700], &records[700..]] {
@@ -316,4 +411,44 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'st
     rustls::pki_types::CertificateDer::pem_slice_iter(pem)
         .map(|c| c.unwrap())
         .collect()
+}
+
+#[test]
+fn an_idle_tunnel_is_closed_after_idle_timeout() {
+    let pki = TestPki::new();
+    let (port, _server) = banner_server();
+    let rules = "[[ssl_rules]]\nname = \"tunnel\"\naction = \"tunnel\"\n";
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            connect_ports: &[port],
+            limits: "idle_timeout = \"1s\"",
+            rest: rules,
+            ..Default::default()
+        },
+    );
+    let mut raw = Raw::connect(sluice.addr);
+    raw.connect_to(&format!("127.0.0.1:{port}"));
+    let (banner, took) = raw.read_to_close();
+    assert_eq!(banner, b"SSH-2.0-test_banner\r\n");
+    assert!(
+        took < Duration::from_secs(10),
+        "closed by the idle timeout: {took:?}"
+    );
+    let record = sluice.connect_record();
+    assert_eq!(record["action"], "tunnel");
+    assert_eq!(record["error"], "idle_timeout");
+    assert_eq!(record["bytes_down"], 21);
+}
+
+#[test]
+fn connections_over_max_connections_get_503() {
+    let pki = TestPki::new();
+    let sluice = start(&pki, &[443], "", "max_connections = 1");
+    // The first connection holds the only slot while it has not sent its head.
+    let _holder = Raw::connect(sluice.addr);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut second = Raw::connect(sluice.addr);
+    let head = second.read_head();
+    assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
 }

@@ -14,8 +14,16 @@ use support::{curl, fetch, Origin, OriginOptions, Sluice};
 
 fn bumped() -> (TestPki, Origin, Sluice) {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: Some(pki.valid()) });
-    let sluice = Sluice::start(&pki, SluiceConfig { connect_ports: &[origin.port()], ..Default::default() });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+    });
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            connect_ports: &[origin.port()],
+            ..Default::default()
+        },
+    );
     (pki, origin, sluice)
 }
 
@@ -23,26 +31,52 @@ fn bumped() -> (TestPki, Origin, Sluice) {
 fn bumped_keep_alive_carries_several_requests_on_one_connection_each_way() {
     let (_pki, origin, sluice) = bumped();
     let port = origin.port();
-    let more: Vec<String> = (1..3).map(|i| format!("https://bump.test:{port}/hello?{i}")).collect();
+    let more: Vec<String> = (1..3)
+        .map(|i| format!("https://bump.test:{port}/hello?{i}"))
+        .collect();
     let extra: Vec<&str> = more.iter().map(String::as_str).collect();
-    let out = fetch(&sluice.proxy_url(), "bump.test", port, "/hello", &sluice.ca_path(), &extra);
+    let out = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        port,
+        "/hello",
+        &sluice.ca_path(),
+        &extra,
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.body_text(), HELLO.repeat(3));
     // Three requests in one curl run: one CONNECT, one upstream TLS connection.
     assert_eq!(origin.seen.handshakes.load(Ordering::SeqCst), 1);
     let connect = sluice.connect_record();
     assert_eq!(connect["action"], "bump");
-    let http: Vec<_> = sluice.records().into_iter().filter(|r| r["kind"] == "http").collect();
+    let http: Vec<_> = sluice
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "http")
+        .collect();
     assert_eq!(http.len(), 3, "{http:#?}");
 }
 
 #[test]
 fn a_chunked_response_arrives_whole() {
     let (_pki, origin, sluice) = bumped();
-    let out = fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/chunked", &sluice.ca_path(), &[]);
+    let out = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/chunked",
+        &sluice.ca_path(),
+        &[],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.body_text(), "first chunk, second chunk, last chunk");
-    assert!(out.headers.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{}", out.headers);
+    assert!(
+        out.headers
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{}",
+        out.headers
+    );
     let http = sluice.http_record();
     assert_eq!(http["bytes_down"], 37);
 }
@@ -55,7 +89,11 @@ fn a_large_upload_with_100_continue_and_a_large_download_stream_through() {
     std::fs::write(upload.path(), &data).unwrap();
     let file_arg = format!("@{}", upload.path().display());
     let out = fetch(
-        &sluice.proxy_url(), "bump.test", origin.port(), "/echo", &sluice.ca_path(),
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/echo",
+        &sluice.ca_path(),
         &["--data-binary", &file_arg, "-H", "Expect: 100-continue"],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -63,7 +101,14 @@ fn a_large_upload_with_100_continue_and_a_large_download_stream_through() {
     assert!(out.body == data, "the echoed body is byte-identical");
     assert!(out.headers.contains("100 Continue"), "{}", out.headers);
 
-    let out = fetch(&sluice.proxy_url(), "bump.test", origin.port(), "/big/20000000", &sluice.ca_path(), &[]);
+    let out = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/big/20000000",
+        &sluice.ca_path(),
+        &[],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.body == big_body(20_000_000));
 }
@@ -72,8 +117,17 @@ fn a_large_upload_with_100_continue_and_a_large_download_stream_through() {
 fn a_chunked_upload_is_relayed() {
     let (_pki, origin, sluice) = bumped();
     let out = fetch(
-        &sluice.proxy_url(), "bump.test", origin.port(), "/echo", &sluice.ca_path(),
-        &["--data-binary", "chunked upload body", "-H", "Transfer-Encoding: chunked"],
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/echo",
+        &sluice.ca_path(),
+        &[
+            "--data-binary",
+            "chunked upload body",
+            "-H",
+            "Transfer-Encoding: chunked",
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.body_text(), "chunked upload body");
@@ -83,16 +137,38 @@ fn a_chunked_upload_is_relayed() {
 fn head_204_and_304_have_no_body_and_keep_the_connection_usable() {
     let (_pki, origin, sluice) = bumped();
     let port = origin.port();
-    let head = fetch(&sluice.proxy_url(), "bump.test", port, "/big/5000", &sluice.ca_path(), &["-I"]);
+    let head = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        port,
+        "/big/5000",
+        &sluice.ca_path(),
+        &["-I"],
+    );
     assert_eq!(head.code, 0, "{}", head.stderr);
-    assert!(head.headers.contains("content-length: 5000"), "{}", head.headers);
+    assert!(
+        head.headers.contains("content-length: 5000"),
+        "{}",
+        head.headers
+    );
     let s204 = format!("https://bump.test:{port}/status/204");
     let s304 = format!("https://bump.test:{port}/status/304");
-    let out = fetch(&sluice.proxy_url(), "bump.test", port, "/hello", &sluice.ca_path(), &[&s204, &s304]);
+    let out = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        port,
+        "/hello",
+        &sluice.ca_path(),
+        &[&s204, &s304],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.headers.contains("HTTP/1.1 204"), "{}", out.headers);
     assert!(out.headers.contains("HTTP/1.1 304"), "{}", out.headers);
-    assert_eq!(out.body_text(), HELLO, "the last request on the same connection still works");
+    assert_eq!(
+        out.body_text(),
+        HELLO,
+        "the last request on the same connection still works"
+    );
     assert_eq!(origin.seen.handshakes.load(Ordering::SeqCst), 2);
     let methods: Vec<String> = origin.requests().into_iter().map(|(m, _, _)| m).collect();
     assert_eq!(methods, ["HEAD", "GET", "GET", "GET"]);
@@ -102,8 +178,21 @@ fn head_204_and_304_have_no_body_and_keep_the_connection_usable() {
 fn bumped_requests_get_via_and_lose_hop_by_hop_headers() {
     let (_pki, origin, sluice) = bumped();
     let out = fetch(
-        &sluice.proxy_url(), "bump.test", origin.port(), "/headers", &sluice.ca_path(),
-        &["-H", "Connection: x-private", "-H", "X-Private: secret", "-H", "Keep-Alive: timeout=5", "-H", "X-Kept: yes"],
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/headers",
+        &sluice.ca_path(),
+        &[
+            "-H",
+            "Connection: x-private",
+            "-H",
+            "X-Private: secret",
+            "-H",
+            "Keep-Alive: timeout=5",
+            "-H",
+            "X-Kept: yes",
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let seen = out.body_text();
@@ -111,7 +200,11 @@ fn bumped_requests_get_via_and_lose_hop_by_hop_headers() {
     assert!(seen.contains("x-kept: yes"), "{seen}");
     assert!(!seen.contains("x-private"), "{seen}");
     assert!(!seen.contains("keep-alive"), "{seen}");
-    assert!(out.headers.to_ascii_lowercase().contains("via: 1.1 sluice"), "{}", out.headers);
+    assert!(
+        out.headers.to_ascii_lowercase().contains("via: 1.1 sluice"),
+        "{}",
+        out.headers
+    );
 }
 
 #[test]
@@ -119,7 +212,10 @@ fn reqwest_through_bump() {
     let (_pki, origin, sluice) = bumped();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(sluice.ca_path()).unwrap()).unwrap();
     let port = origin.port();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let body = runtime.block_on(async {
         let client = reqwest::Client::builder()
             .proxy(reqwest::Proxy::all(sluice.proxy_url()).unwrap())
@@ -127,7 +223,11 @@ fn reqwest_through_bump() {
             .timeout(std::time::Duration::from_secs(20))
             .build()
             .unwrap();
-        let response = client.get(format!("https://localhost:{port}/hello")).send().await.unwrap();
+        let response = client
+            .get(format!("https://localhost:{port}/hello"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         response.text().await.unwrap()
     });
@@ -143,7 +243,13 @@ fn reqwest_through_bump() {
 fn plain() -> (Origin, Sluice) {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions { tls: None });
-    let sluice = Sluice::start(&pki, SluiceConfig { connect_ports: &[443], ..Default::default() });
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            connect_ports: &[443],
+            ..Default::default()
+        },
+    );
     (origin, sluice)
 }
 
@@ -151,7 +257,17 @@ fn plain() -> (Origin, Sluice) {
 fn plain_http_is_forwarded_with_via_and_without_hop_by_hop_headers() {
     let (origin, sluice) = plain();
     let url = format!("http://127.0.0.1:{}/headers", origin.port());
-    let out = curl(&["-x", &sluice.proxy_url(), "-H", "Connection: x-private", "-H", "X-Private: 1", "-H", "X-Kept: yes", &url]);
+    let out = curl(&[
+        "-x",
+        &sluice.proxy_url(),
+        "-H",
+        "Connection: x-private",
+        "-H",
+        "X-Private: 1",
+        "-H",
+        "X-Kept: yes",
+        &url,
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let seen = out.body_text();
     assert!(seen.contains("via: 1.1 sluice"), "{seen}");
@@ -169,23 +285,41 @@ fn plain_http_is_forwarded_with_via_and_without_hop_by_hop_headers() {
 fn plain_http_keeps_the_client_connection_alive_and_pools_upstream_connections() {
     let (origin, sluice) = plain();
     let port = origin.port();
-    let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{port}/hello?{i}")).collect();
+    let urls: Vec<String> = (0..3)
+        .map(|i| format!("http://127.0.0.1:{port}/hello?{i}"))
+        .collect();
     let proxy = sluice.proxy_url();
     let mut args = vec!["-x", proxy.as_str()];
     args.extend(urls.iter().map(String::as_str));
     let out = curl(&args);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.body_text(), HELLO.repeat(3));
-    assert_eq!(origin.seen.connections.load(Ordering::SeqCst), 1, "one pooled upstream connection");
+    assert_eq!(
+        origin.seen.connections.load(Ordering::SeqCst),
+        1,
+        "one pooled upstream connection"
+    );
 }
 
 #[test]
 fn plain_http_to_a_refused_port_is_502_and_to_sluice_itself_is_508() {
     let (_origin, sluice) = plain();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = curl(&["-x", &sluice.proxy_url(), &format!("http://127.0.0.1:{closed}/")]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = curl(&[
+        "-x",
+        &sluice.proxy_url(),
+        &format!("http://127.0.0.1:{closed}/"),
+    ]);
     assert_eq!(out.status, 502);
-    let out = curl(&["-x", &sluice.proxy_url(), &format!("http://{}/", sluice.addr)]);
+    let out = curl(&[
+        "-x",
+        &sluice.proxy_url(),
+        &format!("http://{}/", sluice.addr),
+    ]);
     assert_eq!(out.status, 508);
     assert!(out.body_text().contains("loop"), "{}", out.body_text());
 }

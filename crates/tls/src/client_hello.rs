@@ -1,9 +1,13 @@
 //! The ClientHello peek parser (SPEC §1 step 3).
 //!
 //! The proxy reads the client's first bytes into a buffer without forwarding them and
-//! calls [`peek`] after every read until the answer is something other than
-//! [`Peek::Incomplete`]. The parser never consumes or alters the buffer: the held bytes
-//! are later sent to the server unchanged (tunnel) or replayed into rustls (bump).
+//! asks after every read — [`Peeker::peek`], or the stateless [`peek`] — until the answer
+//! is something other than [`Peek::Incomplete`]. The parser never consumes or alters the
+//! buffer: the held bytes are later sent to the server unchanged (tunnel) or replayed
+//! into rustls (bump).
+//!
+//! Not TLS is decided from the first two bytes; record-layer and handshake-header faults
+//! as soon as they are buffered; faults inside the ClientHello body once it is complete.
 //!
 //! What it accepts:
 //! - a ClientHello handshake message split over any number of TLS handshake records

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -42,7 +42,11 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
 }
 
-fn leaf_params(names: &[&str], not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertificateParams {
+fn leaf_params(
+    names: &[&str],
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> CertificateParams {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = CertificateParams::new(names).unwrap();
     let mut dn = DistinguishedName::new();
@@ -70,7 +74,11 @@ impl TestPki {
         std::fs::write(path, self.root_pem()).unwrap();
     }
 
-    fn signed(&self, issuer: &CertifiedIssuer<'static, KeyPair>, params: CertificateParams) -> Leaf {
+    fn signed(
+        &self,
+        issuer: &CertifiedIssuer<'static, KeyPair>,
+        params: CertificateParams,
+    ) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, issuer).unwrap();
         Leaf {
@@ -81,27 +89,58 @@ impl TestPki {
 
     pub fn valid(&self) -> Leaf {
         let now = OffsetDateTime::now_utc();
-        self.signed(&self.root, leaf_params(SERVER_NAMES, now - Duration::days(1), now + Duration::days(90)))
+        self.signed(
+            &self.root,
+            leaf_params(
+                SERVER_NAMES,
+                now - Duration::days(1),
+                now + Duration::days(90),
+            ),
+        )
     }
 
     pub fn with_names(&self, names: &[&str]) -> Leaf {
         let now = OffsetDateTime::now_utc();
-        self.signed(&self.root, leaf_params(names, now - Duration::days(1), now + Duration::days(90)))
+        self.signed(
+            &self.root,
+            leaf_params(names, now - Duration::days(1), now + Duration::days(90)),
+        )
     }
 
     pub fn expired(&self) -> Leaf {
         let now = OffsetDateTime::now_utc();
-        self.signed(&self.root, leaf_params(SERVER_NAMES, now - Duration::days(60), now - Duration::days(1)))
+        self.signed(
+            &self.root,
+            leaf_params(
+                SERVER_NAMES,
+                now - Duration::days(60),
+                now - Duration::days(1),
+            ),
+        )
     }
 
     pub fn not_yet_valid(&self) -> Leaf {
         let now = OffsetDateTime::now_utc();
-        self.signed(&self.root, leaf_params(SERVER_NAMES, now + Duration::days(2), now + Duration::days(60)))
+        self.signed(
+            &self.root,
+            leaf_params(
+                SERVER_NAMES,
+                now + Duration::days(2),
+                now + Duration::days(60),
+            ),
+        )
     }
 
     pub fn unknown_issuer(&self) -> Leaf {
         let now = OffsetDateTime::now_utc();
-        self.signed(&self.stranger, leaf_params(SERVER_NAMES, now - Duration::days(1), now + Duration::days(90)))
+        self.signed(
+            &self.stranger,
+            leaf_params(
+                SERVER_NAMES,
+                now - Duration::days(1),
+                now + Duration::days(90),
+            ),
+        )
     }
 
     pub fn wrong_name(&self) -> Leaf {
@@ -111,9 +150,13 @@ impl TestPki {
     pub fn self_signed(&self) -> Leaf {
         let now = OffsetDateTime::now_utc();
         let key = KeyPair::generate().unwrap();
-        let cert = leaf_params(SERVER_NAMES, now - Duration::days(1), now + Duration::days(90))
-            .self_signed(&key)
-            .unwrap();
+        let cert = leaf_params(
+            SERVER_NAMES,
+            now - Duration::days(1),
+            now + Duration::days(90),
+        )
+        .self_signed(&key)
+        .unwrap();
         Leaf {
             chain: vec![cert.der().to_vec()],
             key: key.serialize_der(),

@@ -57,7 +57,12 @@ pub fn openssl_s_client(args: &[&str], input: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running openssl");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     format!(
         "{}{}",
@@ -68,10 +73,24 @@ pub fn openssl_s_client(args: &[&str], input: &str) -> String {
 
 /// curl through `proxy` to `https://NAME:PORT/PATH`, the CONNECT going to 127.0.0.1:PORT
 /// (curl's `--connect-to`), trusting only `cacert`. `extra` goes before the URL.
-pub fn fetch(proxy: &str, name: &str, port: u16, path: &str, cacert: &std::path::Path, extra: &[&str]) -> CurlOutput {
+pub fn fetch(
+    proxy: &str,
+    name: &str,
+    port: u16,
+    path: &str,
+    cacert: &std::path::Path,
+    extra: &[&str],
+) -> CurlOutput {
     let url = format!("https://{name}:{port}{path}");
     let connect_to = format!("{name}:{port}:127.0.0.1:{port}");
-    let mut args = vec!["-x", proxy, "--cacert", cacert.to_str().unwrap(), "--connect-to", &connect_to];
+    let mut args = vec![
+        "-x",
+        proxy,
+        "--cacert",
+        cacert.to_str().unwrap(),
+        "--connect-to",
+        &connect_to,
+    ];
     args.extend_from_slice(extra);
     args.push(&url);
     curl(&args)

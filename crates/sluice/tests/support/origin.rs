@@ -115,7 +115,9 @@ fn tls_acceptor(leaf: Leaf) -> TlsAcceptor {
 
 async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, seen: Arc<Seen>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { return };
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
         seen.connections.fetch_add(1, Ordering::SeqCst);
         let seen = seen.clone();
         let acceptor = acceptor.clone();
@@ -167,13 +169,23 @@ async fn route(request: Request<Incoming>, seen: &Seen) -> Response<OriginBody> 
     match path.as_str() {
         "/hello" => text(HELLO),
         "/echo" => {
-            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             text(body)
         }
         "/headers" => text(headers.join("\n")),
         "/chunked" => Response::new(
-            Chunks(["first chunk,", " second chunk,", " last chunk"].iter().map(|s| Bytes::from(*s)).collect())
-                .boxed(),
+            Chunks(
+                ["first chunk,", " second chunk,", " last chunk"]
+                    .iter()
+                    .map(|s| Bytes::from(*s))
+                    .collect(),
+            )
+            .boxed(),
         ),
         p if p.starts_with("/big/") => {
             let n: usize = p["/big/".len()..].parse().unwrap_or(0);

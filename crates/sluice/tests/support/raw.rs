@@ -11,7 +11,9 @@ pub struct Raw {
 impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         Raw { stream }
     }

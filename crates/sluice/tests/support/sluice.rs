@@ -88,7 +88,10 @@ impl Sluice {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("sluice did not start listening; stderr:\n{}", stderr.lock().unwrap().join("\n"));
+                panic!(
+                    "sluice did not start listening; stderr:\n{}",
+                    stderr.lock().unwrap().join("\n")
+                );
             }
         };
         Sluice {
@@ -152,6 +155,8 @@ fn read_records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad log line {line:?}: {e}")))
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad log line {line:?}: {e}"))
+        })
         .collect()
 }
