@@ -12,7 +12,9 @@ use crate::action::{CertErrorPolicy, SslAction};
 use crate::diagnostics::Diagnostics;
 use crate::net::port_number;
 use crate::raw::{RawLimits, RawLog, RawProxy, RawTls};
-use crate::settings::{LeafKey, Limits, LogSettings, LogTarget, NonTls, SniMismatch, TlsSettings};
+use crate::settings::{
+    HostMismatch, LeafKey, Limits, LogSettings, LogTarget, NonTls, SniMismatch, TlsSettings,
+};
 
 // SPEC §5 defaults; those of booleans and enums are written where they are applied.
 const DEFAULT_LISTEN: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 3128);
@@ -20,6 +22,8 @@ const DEFAULT_CONNECT_PORT: u16 = 443;
 const DEFAULT_CA_CERT: &str = "sluice-data/ca.pem";
 const DEFAULT_CA_KEY: &str = "sluice-data/ca-key.pem";
 const DEFAULT_CERT_CACHE_SIZE: u64 = 10_000;
+const DEFAULT_LEARN_AFTER: u64 = 3;
+const DEFAULT_LEARN_TTL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 const DEFAULT_CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,6 +105,16 @@ pub(crate) fn tls(raw: RawTls, base_dir: &Path, diag: &mut Diagnostics<'_>) -> T
         on_cert_error: raw.on_cert_error.unwrap_or(CertErrorPolicy::Block),
         on_sni_mismatch: raw.on_sni_mismatch.unwrap_or(SniMismatch::Terminate),
         on_non_tls: raw.on_non_tls.unwrap_or(NonTls::Terminate),
+        on_host_mismatch: raw.on_host_mismatch.unwrap_or(HostMismatch::Block),
+        learn_bypass: raw.learn_bypass.unwrap_or(true),
+        learn_after: u32::try_from(positive(
+            raw.learn_after,
+            DEFAULT_LEARN_AFTER,
+            "tls.learn_after",
+            diag,
+        ))
+        .unwrap_or(u32::MAX),
+        learn_ttl: duration(raw.learn_ttl, DEFAULT_LEARN_TTL, "tls.learn_ttl", diag),
         trusted_server_certs,
         cert_cache_size: positive(
             raw.cert_cache_size,

@@ -46,5 +46,6 @@ pub use domain::{normalize_domain, same_domain, DomainSet};
 pub use explain::Explanation;
 pub use policy::{ConnectStep, Policy, SslDecision, SslFacts, DEFAULT_RULE};
 pub use settings::{
-    LeafKey, Limits, LogSettings, LogTarget, NonTls, Settings, SniMismatch, TlsSettings,
+    HostMismatch, LeafKey, Limits, LogSettings, LogTarget, NonTls, Settings, SniMismatch,
+    TlsSettings,
 };

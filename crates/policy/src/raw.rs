@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::net::PortValue;
-use crate::settings::{LeafKey, NonTls, SniMismatch};
+use crate::settings::{HostMismatch, LeafKey, NonTls, SniMismatch};
 
 /// A list whose entries, and the list itself, carry their spans.
 pub(crate) type SpannedList<T> = Spanned<Vec<Spanned<T>>>;
@@ -47,6 +47,10 @@ pub(crate) struct RawTls {
     pub on_cert_error: Option<CertErrorPolicy>,
     pub on_sni_mismatch: Option<SniMismatch>,
     pub on_non_tls: Option<NonTls>,
+    pub on_host_mismatch: Option<HostMismatch>,
+    pub learn_bypass: Option<bool>,
+    pub learn_after: Option<Spanned<i64>>,
+    pub learn_ttl: Option<Spanned<String>>,
     pub trusted_server_certs: Option<Vec<Spanned<String>>>,
     pub cert_cache_size: Option<Spanned<i64>>,
 }

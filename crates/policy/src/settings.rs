@@ -45,6 +45,16 @@ pub struct TlsSettings {
     pub on_sni_mismatch: SniMismatch,
     /// A client that does not speak TLS after the CONNECT.
     pub on_non_tls: NonTls,
+    /// A bumped request whose `Host`/`:authority` names another host than the SNI.
+    pub on_host_mismatch: HostMismatch,
+    /// Learn which names cannot be bumped (pinning clients, client certificates) and
+    /// tunnel them for `learn_ttl`.
+    pub learn_bypass: bool,
+    /// Client rejections of the replacement certificate, within ten minutes, that make
+    /// a name bypassed (at least 1).
+    pub learn_after: u32,
+    /// How long a learned bypass lasts.
+    pub learn_ttl: Duration,
     /// SHA-256 fingerprints of server leaf certificates treated as valid. Each one
     /// disables verification for that certificate: keep the list short and reviewed.
     pub trusted_server_certs: Vec<[u8; 32]>,
@@ -90,6 +100,26 @@ impl SniMismatch {
         match self {
             SniMismatch::Terminate => "terminate",
             SniMismatch::Ignore => "ignore",
+        }
+    }
+}
+
+/// `tls.on_host_mismatch` (SPEC §2.6): domain fronting inside a bumped connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostMismatch {
+    /// Answer with the block page, status 421, reason `host_mismatch` (default).
+    Block,
+    /// Relay the request anyway. Lets a client reach one site under another's name.
+    Ignore,
+}
+
+impl HostMismatch {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostMismatch::Block => "block",
+            HostMismatch::Ignore => "ignore",
         }
     }
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice_policy::{
-    CertErrorPolicy, Config, ConfigError, LeafKey, LogTarget, NonTls, SniMismatch, SslAction,
+    CertErrorPolicy, Config, ConfigError, HostMismatch, LeafKey, LogTarget, NonTls, SniMismatch,
+    SslAction,
 };
 
 fn load(text: &str) -> Config {
@@ -40,6 +41,10 @@ fn an_empty_file_has_every_spec_default() {
     assert_eq!(s.tls.on_cert_error, CertErrorPolicy::Block);
     assert_eq!(s.tls.on_sni_mismatch, SniMismatch::Terminate);
     assert_eq!(s.tls.on_non_tls, NonTls::Terminate);
+    assert_eq!(s.tls.on_host_mismatch, HostMismatch::Block);
+    assert!(s.tls.learn_bypass);
+    assert_eq!(s.tls.learn_after, 3);
+    assert_eq!(s.tls.learn_ttl, Duration::from_secs(24 * 3600));
     assert!(s.tls.trusted_server_certs.is_empty());
     assert_eq!(s.tls.cert_cache_size, 10_000);
     assert_eq!(s.log.access, LogTarget::Stdout);
@@ -135,6 +140,10 @@ upstream_roots = ["roots/a.pem", "/abs/b.pem"]
 on_cert_error = "untrusted"
 on_sni_mismatch = "ignore"
 on_non_tls = "tunnel"
+on_host_mismatch = "ignore"
+learn_bypass = false
+learn_after = 5
+learn_ttl = "2h"
 trusted_server_certs = ["{fp}"]
 cert_cache_size = 5
 [log]
@@ -172,6 +181,10 @@ max_header_bytes = 1024
     assert_eq!(s.tls.on_cert_error, CertErrorPolicy::Untrusted);
     assert_eq!(s.tls.on_sni_mismatch, SniMismatch::Ignore);
     assert_eq!(s.tls.on_non_tls, NonTls::Tunnel);
+    assert_eq!(s.tls.on_host_mismatch, HostMismatch::Ignore);
+    assert!(!s.tls.learn_bypass);
+    assert_eq!(s.tls.learn_after, 5);
+    assert_eq!(s.tls.learn_ttl, Duration::from_secs(7200));
     assert_eq!(s.tls.trusted_server_certs, [[0x0a; 32]]);
     assert_eq!(s.tls.cert_cache_size, 5);
     assert_eq!(s.log.access, LogTarget::File("conf/logs/access.log".into()));
@@ -280,14 +293,9 @@ fn unknown_sections_and_keys_are_rejected_with_their_line() {
             "proxy_protocol",
         ),
         (
-            "[tls]\non_host_mismatch = \"block\"\n",
-            2,
-            "on_host_mismatch",
-        ),
-        (
-            "[tls]\ndecryption = true\nlearn_bypass = true\n",
+            "[tls]\ndecryption = true\nlearn_typo = true\n",
             3,
-            "learn_bypass",
+            "learn_typo",
         ),
         ("[log]\nsyslog = \"udp://h:514\"\n", 2, "syslog"),
         ("[log]\nsyslog_format = \"json\"\n", 2, "syslog_format"),

@@ -10,6 +10,7 @@ use http::{header, Response, StatusCode};
 pub enum BlockReason {
     CertError,
     UpstreamTlsFailed,
+    HostMismatch,
 }
 
 impl BlockReason {
@@ -17,6 +18,7 @@ impl BlockReason {
         match self {
             BlockReason::CertError => "cert_error",
             BlockReason::UpstreamTlsFailed => "upstream_tls_failed",
+            BlockReason::HostMismatch => "host_mismatch",
         }
     }
 
@@ -24,6 +26,7 @@ impl BlockReason {
         match self {
             BlockReason::CertError => "The site's certificate is not valid",
             BlockReason::UpstreamTlsFailed => "The site's secure connection failed",
+            BlockReason::HostMismatch => "The request does not match the site it was sent to",
         }
     }
 
@@ -37,6 +40,10 @@ impl BlockReason {
                 "The server could not agree on a secure connection with the proxy \
                  (it may only support outdated TLS versions or ciphers, or require a client \
                  certificate). Ask your network administrator if you need this site."
+            }
+            BlockReason::HostMismatch => {
+                "A request inside a secure connection named a different site than the \
+                 connection itself, a technique used to hide where traffic really goes."
             }
         }
     }

@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use sluice_policy::{
-    same_domain, ConnectStep, NonTls, SniMismatch, SslAction, SslDecision, SslFacts, Stage,
+    normalize_domain, same_domain, ConnectStep, NonTls, SniMismatch, SslAction, SslDecision,
+    SslFacts, Stage, DEFAULT_RULE,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -135,7 +136,17 @@ async fn run(
         dest_name: hello.sni.as_deref().or(connect_name),
         ..connect_facts
     };
-    let decision = proxy.config.policy.decide_client_hello(&hello_facts);
+    let mut decision = proxy.config.policy.decide_client_hello(&hello_facts);
+    if decision.action == SslAction::Bump
+        && decision.rule == DEFAULT_RULE
+        && learned_bypass(proxy, hello.sni.as_deref())
+    {
+        decision = SslDecision {
+            action: SslAction::TunnelSni,
+            rule: LEARNED_BYPASS_RULE.to_string(),
+            cert_errors: None,
+        };
+    }
     set_decision(record, Stage::ClientHello, &decision);
     match decision.action {
         SslAction::Tunnel | SslAction::TunnelSni => {
@@ -156,6 +167,18 @@ async fn run(
             bump::bump(proxy, record, client, held, upstream, &target).await
         }
     }
+}
+
+/// The rule name logged for a learned bypass.
+const LEARNED_BYPASS_RULE: &str = "learned-bypass";
+
+/// A learned bypass overrides only the default action (SPEC §1): a name an SSL rule
+/// matches is decided by that rule.
+fn learned_bypass(proxy: &Proxy, sni: Option<&str>) -> bool {
+    proxy.config.settings.tls.learn_bypass
+        && sni
+            .and_then(normalize_domain)
+            .is_some_and(|sni| proxy.bypass.is_bypassed(&sni))
 }
 
 fn set_decision(record: &mut Record, stage: Stage, decision: &SslDecision) {

@@ -13,8 +13,13 @@ use sluice_tls::verify::UpstreamVerifier;
 use tokio::sync::Semaphore;
 
 use crate::access_log::AccessLog;
+use crate::bump::CertificateRequestSeen;
+use crate::bypass::BypassTable;
 use crate::forward::PlainClient;
 use crate::local_addrs::LocalAddrs;
+
+/// TLS sessions of returning clients kept for resumption.
+const CLIENT_SESSIONS: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -22,6 +27,8 @@ pub enum ProxyError {
     UpstreamRoots(String),
     #[error("creating the per-process untrusted CA: {0}")]
     UntrustedCa(String),
+    #[error("setting up TLS session resumption: {0}")]
+    Tls(String),
 }
 
 /// Shared state of a running proxy. Connections hold an `Arc` to it for their lifetime.
@@ -35,10 +42,15 @@ pub struct Proxy {
     pub(crate) verifier: Arc<UpstreamVerifier>,
     /// The TLS implementation used on both legs.
     pub(crate) crypto: Arc<rustls::crypto::CryptoProvider>,
-    /// Upstream TLS for bumped connections; offers `http/1.1`.
+    /// Upstream TLS for bumped connections (its ALPN is set per connection).
     pub(crate) upstream_tls: Arc<rustls::ClientConfig>,
     /// `tls.trusted_server_certs`: server leaves treated as valid.
     pub(crate) trusted_server_certs: HashSet<[u8; 32]>,
+    /// Session resumption for clients, shared by every minted certificate.
+    pub(crate) client_tickets: Arc<dyn rustls::server::ProducesTickets>,
+    pub(crate) client_sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// Names learned as not bumpable; shared with later configuration generations.
+    pub(crate) bypass: Arc<BypassTable>,
     pub(crate) log: AccessLog,
     pub(crate) local: LocalAddrs,
     pub(crate) plain: PlainClient,
@@ -47,12 +59,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// `listeners`: the addresses actually bound, for loop detection.
+    /// `listeners`: the addresses actually bound, for loop detection. `bypass`: the
+    /// learned-bypass table, kept across configuration generations.
     pub fn new(
         config: Arc<Config>,
         ca: Arc<CertificateAuthority>,
         log: AccessLog,
         listeners: Vec<SocketAddr>,
+        bypass: Arc<BypassTable>,
     ) -> Result<Arc<Self>, ProxyError> {
         let tls = &config.settings.tls;
         let leaf_key = match tls.leaf_key {
@@ -64,7 +78,10 @@ impl Proxy {
                 .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
         let verifier = UpstreamVerifier::new(&tls.upstream_roots)
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
-        let upstream_tls = verifier.client_config(vec![b"http/1.1".to_vec()]);
+        // ALPN is set per connection, from the client's offer.
+        let mut upstream_tls = (*verifier.client_config(Vec::new())).clone();
+        upstream_tls.client_auth_cert_resolver = Arc::new(CertificateRequestSeen);
+        let upstream_tls = Arc::new(upstream_tls);
         let local = LocalAddrs::new(listeners);
         let limits = &config.settings.limits;
         Ok(Arc::new(Proxy {
@@ -74,6 +91,10 @@ impl Proxy {
             crypto: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             upstream_tls,
             trusted_server_certs: tls.trusted_server_certs.iter().copied().collect(),
+            client_tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| ProxyError::Tls(e.to_string()))?,
+            client_sessions: rustls::server::ServerSessionMemoryCache::new(CLIENT_SESSIONS),
+            bypass,
             log,
             plain: PlainClient::new(limits.connect_timeout, local.clone()),
             local,

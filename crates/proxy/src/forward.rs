@@ -15,7 +15,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sluice_policy::Limits;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -24,6 +25,33 @@ use crate::block_page::BlockPage;
 use crate::hop_by_hop::{add_via, strip_hop_by_hop};
 use crate::local_addrs::LocalAddrs;
 use crate::upstream::{dial, DialError};
+
+/// The HTTP/1.1 server side of a client connection, with the `[limits]` that apply to
+/// it: `idle_timeout` between requests and `max_header_bytes` (hyper's floor is 8 KiB).
+pub fn client_http1(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+}
+
+/// Streams one client may open at once on an HTTP/2 connection.
+const MAX_CONCURRENT_STREAMS: u32 = 250;
+
+/// The HTTP/2 server side of a bumped client connection: bounded concurrent streams and
+/// header lists, and a cap on streams reset before they were served (rapid-reset floods).
+pub fn client_http2(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(1024);
+    builder
+}
 
 /// Every response sluice sends on an HTTP connection has this body type.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -56,17 +84,17 @@ pub fn http_record<B>(template: &Record, request: &Request<B>, url: String) -> R
     record
 }
 
-/// Prepare a request for the upstream leg.
-pub fn prepare_request<B>(request: &mut Request<B>) {
+/// Prepare a request for the upstream leg (`upgrade`: a WebSocket handshake).
+pub fn prepare_request<B>(request: &mut Request<B>, upgrade: bool) {
     let version = request.version();
-    strip_hop_by_hop(request.headers_mut());
+    strip_hop_by_hop(request.headers_mut(), upgrade);
     add_via(request.headers_mut(), version);
 }
 
 /// Prepare a response for the client leg.
-pub fn prepare_response<B>(response: &mut Response<B>) {
+pub fn prepare_response<B>(response: &mut Response<B>, upgrade: bool) {
     let version = response.version();
-    strip_hop_by_hop(response.headers_mut());
+    strip_hop_by_hop(response.headers_mut(), upgrade);
     add_via(response.headers_mut(), version);
 }
 
@@ -114,8 +142,10 @@ pub fn relay_response(
     log: &AccessLog,
     mut record: Record,
     mut response: Response<Incoming>,
+    upgrade: bool,
 ) -> Response<ProxyBody> {
-    prepare_response(&mut response);
+    let switching = upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    prepare_response(&mut response, switching);
     record.status = Some(response.status().as_u16());
     record.verdict = Some("allowed");
     response.map(|body| {

@@ -2,7 +2,7 @@
 //! (the fixed list of RFC 9110 §7.6.1 plus every header the `Connection` header names)
 //! and `Via` is added.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, VIA};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, UPGRADE, VIA};
 use http::Version;
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -16,8 +16,14 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Remove the hop-by-hop headers of one message.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Remove the hop-by-hop headers of one message. With `keep_upgrade` (a WebSocket
+/// handshake) `Connection: upgrade` and `Upgrade` survive, since the handshake must reach
+/// the other side. `TE: trailers` survives too: it is end-to-end in meaning (gRPC).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let upgrade = headers.get(UPGRADE).cloned();
+    let te_trailers = headers
+        .get(TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -34,6 +40,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // `Transfer-Encoding` is hop-by-hop too, but hyper owns message framing and sets it
     // again where needed.
     headers.remove(http::header::TRANSFER_ENCODING);
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    if let (true, Some(upgrade)) = (keep_upgrade, upgrade) {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, upgrade);
+    }
 }
 
 /// Append our `Via` entry, keeping those of earlier proxies.
@@ -65,9 +78,23 @@ mod tests {
         headers.insert("keep-alive", "timeout=5".parse().unwrap());
         headers.insert("proxy-authorization", "Basic Zm9vOmJhcg==".parse().unwrap());
         headers.insert("x-kept", "yes".parse().unwrap());
-        strip_hop_by_hop(&mut headers);
+        strip_hop_by_hop(&mut headers, false);
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn a_websocket_handshake_keeps_its_upgrade_and_te_trailers_survives() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "keep-alive, Upgrade".parse().unwrap());
+        headers.insert("upgrade", "websocket".parse().unwrap());
+        headers.insert("te", "trailers".parse().unwrap());
+        strip_hop_by_hop(&mut headers, true);
+        assert_eq!(headers["connection"], "upgrade");
+        assert_eq!(headers["upgrade"], "websocket");
+        assert_eq!(headers["te"], "trailers");
+        strip_hop_by_hop(&mut headers, false);
+        assert!(headers.get("upgrade").is_none());
     }
 
     #[test]

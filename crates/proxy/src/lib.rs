@@ -5,9 +5,13 @@
 //! Policy is asked, never interpreted here: every decision comes from
 //! [`sluice_policy::Policy`]. Every socket and every timer lives here.
 
+#[macro_use]
+mod delegate;
+
 mod access_log;
 mod block_page;
 mod bump;
+pub mod bypass;
 mod client_hello_reader;
 mod connect;
 mod connection;
@@ -22,6 +26,7 @@ mod relay;
 mod replies;
 mod rewind;
 mod server;
+mod upgrade;
 mod upstream;
 
 pub use access_log::AccessLog;

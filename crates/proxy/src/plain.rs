@@ -8,13 +8,14 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::access_log::Record;
 use crate::context::Proxy;
 use crate::forward::{self, uri_host, ProxyBody};
 use crate::rewind::Rewind;
+use crate::upgrade;
 
 /// Serve a client connection whose first request head (in `buffered`, with any bytes
 /// after it) is a plain HTTP proxy request.
@@ -28,10 +29,7 @@ pub async fn serve_plain(
     template.client = Some(peer.ip());
     template.client_port = Some(peer.port());
     let limits = &proxy.config.settings.limits;
-    let served = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.idle_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+    let served = forward::client_http1(limits)
         .serve_connection(
             TokioIo::new(Rewind::new(buffered, client)),
             service_fn(|request| {
@@ -40,6 +38,7 @@ pub async fn serve_plain(
                 async move { Ok::<_, Infallible>(forward_plain(&proxy, &template, request).await) }
             }),
         )
+        .with_upgrades()
         .await;
     if let Err(e) = served {
         tracing::debug!(error = %e, %peer, "plain HTTP connection ended with an error");
@@ -64,9 +63,17 @@ async fn forward_plain(
     }
     record.host = Some(uri_host(request.uri()));
     record.port = Some(request.uri().port_u16().unwrap_or(80));
-    forward::prepare_request(&mut request);
+    let websocket = upgrade::is_websocket(&request);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+    forward::prepare_request(&mut request, websocket);
     match proxy.plain.send(request).await {
-        Ok(response) => forward::relay_response(log, record, response),
+        Ok(mut response) => {
+            if let Some(client_upgrade) = client_upgrade {
+                let idle = proxy.config.settings.limits.idle_timeout;
+                upgrade::relay_if_switched(client_upgrade, &mut response, idle);
+            }
+            forward::relay_response(log, record, response, websocket)
+        }
         Err(e) => {
             let (status, why) = forward::upstream_failure(&e);
             forward::refuse(log, record, status, &why)

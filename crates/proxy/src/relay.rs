@@ -3,12 +3,14 @@
 //! either direction.
 //!
 //! On Linux the bytes move with splice(2) through a pipe, socket to socket, never
-//! entering user space; elsewhere a plain copy loop does the same job.
+//! entering user space; elsewhere, and for upgraded HTTP connections, a copy loop does
+//! the same job.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -49,6 +51,7 @@ impl Activity {
 
 /// Relay until both directions have ended, one fails, or the connection is idle for
 /// `idle_timeout`.
+#[cfg(target_os = "linux")]
 pub async fn relay(client: TcpStream, upstream: TcpStream, idle_timeout: Duration) -> RelayOutcome {
     let activity = Activity::new();
     let up = AtomicU64::new(0);
@@ -59,15 +62,13 @@ pub async fn relay(client: TcpStream, upstream: TcpStream, idle_timeout: Duratio
             one_way(&upstream, &client, &down, &activity),
         )
     };
-    let error = tokio::select! {
-        result = both_ways => result.err().map(|e| e.to_string()),
-        () = idle_watchdog(&activity, idle_timeout) => Some("idle_timeout".to_string()),
-    };
-    RelayOutcome {
-        bytes_up: up.load(Ordering::Relaxed),
-        bytes_down: down.load(Ordering::Relaxed),
-        error,
-    }
+    until_done_or_idle(both_ways, &activity, idle_timeout, &up, &down).await
+}
+
+/// Where splice(2) is not available, the copy loop does the job.
+#[cfg(not(target_os = "linux"))]
+pub async fn relay(client: TcpStream, upstream: TcpStream, idle_timeout: Duration) -> RelayOutcome {
+    relay_streams(client, upstream, idle_timeout).await
 }
 
 async fn idle_watchdog(activity: &Activity, idle_timeout: Duration) {
@@ -81,6 +82,7 @@ async fn idle_watchdog(activity: &Activity, idle_timeout: Duration) {
 }
 
 /// Half-close: the reader saw end of stream, so the other side gets our FIN.
+#[cfg(target_os = "linux")]
 fn shutdown_write(stream: &TcpStream) {
     // The peer may already be gone; then there is nothing left to tell it.
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
@@ -131,34 +133,65 @@ async fn one_way(
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-async fn one_way(
-    from: &TcpStream,
-    to: &TcpStream,
+/// Relay between two byte streams that are not plain sockets (upgraded HTTP
+/// connections, or sockets where splice is not available), with the same half-close,
+/// counting and idle rules as [`relay`].
+pub async fn relay_streams<A, B>(a: A, b: B, idle_timeout: Duration) -> RelayOutcome
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Activity::new();
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let (mut a_read, mut a_write) = tokio::io::split(a);
+    let (mut b_read, mut b_write) = tokio::io::split(b);
+    let both_ways = async {
+        tokio::try_join!(
+            copy_counted(&mut a_read, &mut b_write, &up, &activity),
+            copy_counted(&mut b_read, &mut a_write, &down, &activity),
+        )
+    };
+    until_done_or_idle(both_ways, &activity, idle_timeout, &up, &down).await
+}
+
+/// Run both directions until they end, one fails, or nothing moved for `idle_timeout`.
+async fn until_done_or_idle(
+    both_ways: impl std::future::Future<Output = io::Result<((), ())>>,
+    activity: &Activity,
+    idle_timeout: Duration,
+    up: &AtomicU64,
+    down: &AtomicU64,
+) -> RelayOutcome {
+    let error = tokio::select! {
+        result = both_ways => result.err().map(|e| e.to_string()),
+        () = idle_watchdog(activity, idle_timeout) => Some("idle_timeout".to_string()),
+    };
+    RelayOutcome {
+        bytes_up: up.load(Ordering::Relaxed),
+        bytes_down: down.load(Ordering::Relaxed),
+        error,
+    }
+}
+
+async fn copy_counted<R, W>(
+    from: &mut R,
+    to: &mut W,
     counter: &AtomicU64,
     activity: &Activity,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        from.readable().await?;
-        let read = match from.try_read(&mut buf) {
-            Ok(0) => {
-                shutdown_write(to);
-                return Ok(());
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        let mut written = 0;
-        while written < read {
-            to.writable().await?;
-            match to.try_write(&buf[written..read]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+        let read = from.read(&mut buf).await?;
+        if read == 0 {
+            to.shutdown().await?;
+            return Ok(());
         }
+        to.write_all(&buf[..read]).await?;
         counter.fetch_add(read as u64, Ordering::Relaxed);
         activity.touch();
     }
@@ -209,6 +242,29 @@ mod tests {
         assert_eq!(outcome.bytes_up, 300_000);
         assert_eq!(outcome.bytes_down, 23);
         assert_eq!(outcome.error, None);
+    }
+
+    #[tokio::test]
+    async fn relay_streams_copies_both_ways_and_counts() {
+        let (mut client, proxy_client_side) = tokio::io::duplex(1024);
+        let (proxy_upstream_side, mut server) = tokio::io::duplex(1024);
+        let relay_task = tokio::spawn(relay_streams(
+            proxy_client_side,
+            proxy_upstream_side,
+            Duration::from_secs(10),
+        ));
+        client.write_all(b"hello upstream").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hello upstream");
+        server.write_all(b"hi").await.unwrap();
+        drop(server);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"hi");
+        let outcome = relay_task.await.unwrap();
+        assert_eq!((outcome.bytes_up, outcome.bytes_down), (14, 2));
     }
 
     #[tokio::test]

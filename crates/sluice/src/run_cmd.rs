@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sluice_policy::{Config, LogTarget};
+use sluice_proxy::bypass::BypassTable;
 use sluice_proxy::{AccessLog, Proxy};
 use sluice_tls::ca::CertificateAuthority;
 use tokio::net::TcpListener;
@@ -57,7 +58,8 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
         .filter_map(|l| l.local_addr().ok())
         .collect();
     announce(&config, &ca, created, &bound);
-    let proxy = Proxy::new(config.clone(), Arc::new(ca), log, bound)?;
+    let bypass = Arc::new(BypassTable::default());
+    let proxy = Proxy::new(config.clone(), Arc::new(ca), log, bound, bypass)?;
     sluice_proxy::serve(proxy, listeners, shutdown_signal()).await;
     eprintln!("sluice: stopped");
     Ok(())
@@ -75,14 +77,15 @@ fn announce(
     let state = if created { "created" } else { "loaded" };
     eprintln!("sluice: CA certificate {state}: {}", cert.display());
     eprintln!("sluice: CA SHA-256 fingerprint {}", ca.fingerprint_sha256());
-    for addr in bound {
-        eprintln!("sluice: listening on {addr}");
-    }
     if let Some(addr) = bound.first() {
         eprintln!(
             "sluice: trust the CA certificate on your clients, or try: curl --cacert {} -x http://{addr} https://example.com/",
             cert.display()
         );
+    }
+    // Last: tools (and the tests) wait for these lines to know the proxy is ready.
+    for addr in bound {
+        eprintln!("sluice: listening on {addr}");
     }
 }
 

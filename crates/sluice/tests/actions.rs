@@ -22,6 +22,7 @@ fn setup() -> Setup {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let root = tempfile::NamedTempFile::new().unwrap();
     pki.write_root(root.path());

@@ -41,6 +41,7 @@ fn assert_blocked(make: impl Fn(&TestPki) -> Leaf, kind: &str) {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(make(&pki)),
+        ..Default::default()
     });
     let sluice = start(&pki, &origin, "", "");
     let out = get(&sluice, &origin, &sluice.ca_path());
@@ -109,6 +110,7 @@ fn untrusted_makes_the_client_show_its_own_warning_and_inspects_if_it_proceeds()
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.expired()),
+        ..Default::default()
     });
     let sluice = start(&pki, &origin, "on_cert_error = \"untrusted\"", "");
     let refused = get(&sluice, &origin, &sluice.ca_path());
@@ -140,6 +142,7 @@ fn allow_proceeds_as_if_the_chain_were_valid_and_logs_the_real_kind() {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.wrong_name()),
+        ..Default::default()
     });
     let sluice = start(&pki, &origin, "on_cert_error = \"allow\"", "");
     let out = get(&sluice, &origin, &sluice.ca_path());
@@ -153,6 +156,7 @@ fn a_rules_cert_errors_overrides_the_global_policy() {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.self_signed()),
+        ..Default::default()
     });
     let rules = "[[ssl_rules]]\nname = \"internal\"\ndomains = [\"bump.test\"]\naction = \"bump\"\ncert_errors = \"allow\"\n";
     let sluice = start(&pki, &origin, "", rules);
@@ -174,7 +178,10 @@ fn a_pinned_server_certificate_is_treated_as_valid() {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":");
-    let origin = Origin::start(OriginOptions { tls: Some(leaf) });
+    let origin = Origin::start(OriginOptions {
+        tls: Some(leaf),
+        ..Default::default()
+    });
     let tls = format!("trusted_server_certs = [\"sha256:{fingerprint}\"]");
     let sluice = start(&pki, &origin, &tls, "");
     let out = get(&sluice, &origin, &sluice.ca_path());
@@ -186,7 +193,10 @@ fn a_pinned_server_certificate_is_treated_as_valid() {
 #[test]
 fn a_server_that_does_not_speak_tls_gets_the_upstream_tls_failed_block_page() {
     let pki = TestPki::new();
-    let plain = Origin::start(OriginOptions { tls: None });
+    let plain = Origin::start(OriginOptions {
+        tls: None,
+        ..Default::default()
+    });
     let sluice = start(&pki, &plain, "", "");
     let out = get(&sluice, &plain, &sluice.ca_path());
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -209,6 +219,7 @@ fn rsa_leaf_keys_work_end_to_end() {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let sluice = start(&pki, &origin, "leaf_key = \"rsa-2048\"", "");
     // TLS 1.2 names the certificate's key type in the negotiated suite.
@@ -235,6 +246,7 @@ fn a_second_connection_to_the_same_server_reuses_the_cached_certificate() {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let sluice = start(&pki, &origin, "", "");
     let cert_of = |out: &CurlOutput| {

@@ -229,6 +229,7 @@ fn the_ca_created_on_the_first_run_signs_bumped_connections() {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let sluice = Sluice::start(
         &pki,

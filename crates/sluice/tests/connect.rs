@@ -166,6 +166,7 @@ fn sni_that_differs_from_the_connect_name_is_terminated() {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let sluice = start(&pki, &[origin.port()], "", "");
     let proxy = sluice.addr.to_string();
@@ -204,6 +205,7 @@ fn sni_mismatch_ignore_decides_on_the_sni() {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let sluice = start(&pki, &[origin.port()], "on_sni_mismatch = \"ignore\"", "");
     let proxy = sluice.addr.to_string();
@@ -233,6 +235,7 @@ fn the_same_name_in_another_case_with_a_trailing_dot_is_no_mismatch() {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let sluice = start(&pki, &[origin.port()], "", "");
     let proxy = sluice.addr.to_string();
@@ -360,6 +363,7 @@ fn a_post_quantum_client_hello_in_several_records_and_segments_is_reassembled() 
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let sluice = start(&pki, &[origin.port()], "", "");
     let mut raw = Raw::connect(sluice.addr);

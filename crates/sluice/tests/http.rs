@@ -16,6 +16,7 @@ fn bumped() -> (TestPki, Origin, Sluice) {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        ..Default::default()
     });
     let sluice = Sluice::start(
         &pki,
@@ -242,7 +243,10 @@ fn reqwest_through_bump() {
 
 fn plain() -> (Origin, Sluice) {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions { tls: None });
+    let origin = Origin::start(OriginOptions {
+        tls: None,
+        ..Default::default()
+    });
     let sluice = Sluice::start(
         &pki,
         SluiceConfig {

@@ -10,10 +10,12 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-/// A server certificate and its key, DER.
+/// A server certificate and its key, DER and PEM.
 pub struct Leaf {
     pub chain: Vec<Vec<u8>>,
     pub key: Vec<u8>,
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// Names every valid test leaf covers.
@@ -70,6 +72,11 @@ impl TestPki {
         self.root.pem()
     }
 
+    /// The root's certificate (DER), e.g. to require client certificates signed by it.
+    pub fn root_der(&self) -> Vec<u8> {
+        self.root.der().to_vec()
+    }
+
     pub fn write_root(&self, path: &Path) {
         std::fs::write(path, self.root_pem()).unwrap();
     }
@@ -84,6 +91,8 @@ impl TestPki {
         Leaf {
             chain: vec![cert.der().to_vec()],
             key: key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         }
     }
 
@@ -160,6 +169,8 @@ impl TestPki {
         Leaf {
             chain: vec![cert.der().to_vec()],
             key: key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         }
     }
 }

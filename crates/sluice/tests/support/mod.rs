@@ -10,6 +10,7 @@ pub mod clients;
 pub mod origin;
 pub mod raw;
 pub mod sluice;
+pub mod tls_client;
 
 pub use certs::TestPki;
 pub use clients::{curl, fetch, openssl_s_client, CurlOutput};

@@ -30,6 +30,11 @@ pub const HELLO: &str = "hello from the origin";
 pub struct OriginOptions {
     /// Serve TLS with this leaf; plain HTTP when `None`.
     pub tls: Option<Leaf>,
+    /// ALPN protocols offered (default: http/1.1 only); `h2` makes the origin speak
+    /// HTTP/2 when selected.
+    pub alpn: Vec<&'static str>,
+    /// Require a client certificate signed by this CA (DER).
+    pub client_ca: Option<Vec<u8>>,
 }
 
 /// What an origin saw.
@@ -39,8 +44,12 @@ pub struct Seen {
     pub connections: AtomicUsize,
     /// TLS handshakes completed.
     pub handshakes: AtomicUsize,
+    /// TLS handshakes that resumed an earlier session.
+    pub resumed: AtomicUsize,
     /// Requests: method, path, headers as lowercase `name: value` lines.
     pub requests: Mutex<Vec<(String, String, Vec<String>)>>,
+    /// The HTTP version of each request ("HTTP/1.1", "HTTP/2.0").
+    pub versions: Mutex<Vec<String>>,
 }
 
 pub struct Origin {
@@ -65,7 +74,13 @@ impl Origin {
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
-        let acceptor = options.tls.map(tls_acceptor);
+        let alpn = if options.alpn.is_empty() {
+            vec!["http/1.1"]
+        } else {
+            options.alpn.clone()
+        };
+        let client_ca = options.client_ca.clone();
+        let acceptor = options.tls.map(|leaf| tls_acceptor(leaf, &alpn, client_ca));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task_seen = seen.clone();
         std::thread::spawn(move || {
@@ -97,19 +112,30 @@ impl Origin {
     }
 }
 
-fn tls_acceptor(leaf: Leaf) -> TlsAcceptor {
+fn tls_acceptor(leaf: Leaf, alpn: &[&str], client_ca: Option<Vec<u8>>) -> TlsAcceptor {
     let chain: Vec<CertificateDer<'static>> =
         leaf.chain.into_iter().map(CertificateDer::from).collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key));
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from(ca)).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     TlsAcceptor::from(Arc::new(config))
 }
 
@@ -126,6 +152,10 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, seen:
                 Some(acceptor) => {
                     if let Ok(tls) = acceptor.accept(tcp).await {
                         seen.handshakes.fetch_add(1, Ordering::SeqCst);
+                        if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+                        {
+                            seen.resumed.fetch_add(1, Ordering::SeqCst);
+                        }
                         serve(TokioIo::new(tls), seen).await;
                     }
                 }
@@ -143,9 +173,12 @@ where
         let seen = seen.clone();
         async move { Ok::<_, Infallible>(route(request, &seen).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
-        .await;
+    // HTTP/1.1 or HTTP/2, whichever the client speaks (after ALPN h2, the preface);
+    // HTTP/2 with WebSocket over extended CONNECT (RFC 8441).
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.http2().enable_connect_protocol();
+    let _ = builder.serve_connection_with_upgrades(io, service).await;
 }
 
 type OriginBody = BoxBody<Bytes, Infallible>;
@@ -166,8 +199,23 @@ async fn route(request: Request<Incoming>, seen: &Seen) -> Response<OriginBody> 
         .lock()
         .unwrap()
         .push((method, path.clone(), headers.clone()));
+    seen.versions
+        .lock()
+        .unwrap()
+        .push(format!("{:?}", request.version()));
     match path.as_str() {
         "/hello" => text(HELLO),
+        "/websocket" => websocket_echo(request),
+        "/page" => {
+            let mut response = text(format!(
+                "<html><body><p id=\"proto\">{:?}</p><p>{HELLO}</p></body></html>",
+                request.version()
+            ));
+            response
+                .headers_mut()
+                .insert("content-type", "text/html".parse().unwrap());
+            response
+        }
         "/echo" => {
             let body = request
                 .into_body()
@@ -224,4 +272,44 @@ impl Body for Chunks {
 /// The bytes `/big/N` sends.
 pub fn big_body(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// Accept a WebSocket handshake (HTTP/1.1 Upgrade, or HTTP/2 extended CONNECT) and
+/// echo every message back.
+fn websocket_echo(mut request: Request<Incoming>) -> Response<OriginBody> {
+    let over_http2 = request.method() == hyper::Method::CONNECT;
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(echo_messages(upgrade));
+    if over_http2 {
+        return text(Bytes::new());
+    }
+    let Some(key) = request.headers().get("sec-websocket-key").cloned() else {
+        let mut response = text("not a websocket handshake");
+        *response.status_mut() = hyper::StatusCode::BAD_REQUEST;
+        return response;
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut response = text(Bytes::new());
+    *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert("connection", "upgrade".parse().unwrap());
+    headers.insert("upgrade", "websocket".parse().unwrap());
+    headers.insert("sec-websocket-accept", accept.parse().unwrap());
+    response
+}
+
+async fn echo_messages(upgrade: hyper::upgrade::OnUpgrade) {
+    use futures_util::{SinkExt, StreamExt};
+    let Ok(upgraded) = upgrade.await else { return };
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Server,
+        None,
+    )
+    .await;
+    while let Some(Ok(message)) = socket.next().await {
+        if message.is_close() || socket.send(message).await.is_err() {
+            break;
+        }
+    }
 }

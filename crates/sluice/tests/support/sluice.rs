@@ -141,6 +141,30 @@ impl Sluice {
         }
     }
 
+    /// Wait (at most 10 s) until `count` records satisfy `matches`.
+    pub fn wait_records(
+        &self,
+        what: &str,
+        count: usize,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<Value> = self.records().into_iter().filter(|r| matches(r)).collect();
+            if found.len() >= count {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} of {count} records {what}; records:\n{:#?}",
+                    found.len(),
+                    self.records()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The connect record (there is one per CONNECT, written when it closes).
     pub fn connect_record(&self) -> Value {
         self.wait_record("of kind connect", |r| r["kind"] == "connect")

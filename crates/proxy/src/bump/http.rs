@@ -1,0 +1,322 @@
+//! HTTP inside a bump: one request hook for HTTP/1.1 and HTTP/2 alike. Each request is
+//! checked against the SNI (domain fronting), then relayed to the server over the one
+//! upstream connection of this bump (re-opened and re-verified if the server closes it),
+//! or answered with the block page. WebSocket upgrades become a raw relay after `101`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use sluice_policy::{same_domain, CertErrorPolicy, HostMismatch};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_rustls::client::TlsStream;
+
+use super::h2_settings::{ExtendedConnect, SettingsWatch};
+use super::upstream::{self, Acceptance, H2};
+use crate::access_log::Record;
+use crate::block_page::{BlockPage, BlockReason};
+use crate::context::Proxy;
+use crate::forward::{self, ProxyBody};
+use crate::upgrade;
+
+/// How the requests of a bumped connection are answered.
+pub(super) enum Mode {
+    Forward(UpstreamLink),
+    Block { reason: BlockReason, detail: String },
+}
+
+/// The HTTP side of one bumped connection.
+pub(super) struct BumpedHttp {
+    pub proxy: Arc<Proxy>,
+    /// The connect record so far: per-request records copy its connection fields.
+    pub template: Record,
+    /// The SNI, for the domain-fronting check.
+    pub sni: Option<String>,
+    /// `host[:port]` for requests that name no authority.
+    pub default_authority: String,
+    pub mode: Mode,
+}
+
+impl BumpedHttp {
+    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
+        let authority =
+            request_authority(&request).unwrap_or_else(|| self.default_authority.clone());
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let url = format!("https://{authority}{path}");
+        let record = forward::http_record(&self.template, &request, url.clone());
+        let log = &self.proxy.log;
+        let block = |reason: BlockReason, detail: &str, status: StatusCode, record: Record| {
+            let rule = self.template.rule.as_deref().unwrap_or("default");
+            let request_id = record.request_id.clone().unwrap_or_default();
+            let page = BlockPage {
+                reason,
+                detail,
+                url: &url,
+                rule,
+                request_id: &request_id,
+            };
+            forward::block(log, record, &page, status)
+        };
+        let link = match &self.mode {
+            Mode::Block { reason, detail } => {
+                return block(*reason, detail, StatusCode::BAD_GATEWAY, record);
+            }
+            Mode::Forward(link) => link,
+        };
+        if let Some(sni) = &self.sni {
+            let host = authority_host(&authority);
+            if !same_domain(host, sni)
+                && self.proxy.config.settings.tls.on_host_mismatch == HostMismatch::Block
+            {
+                let detail = format!(
+                    "The request names {host}, but the secure connection was opened for {sni} (domain fronting)."
+                );
+                return block(
+                    BlockReason::HostMismatch,
+                    &detail,
+                    StatusCode::MISDIRECTED_REQUEST,
+                    record,
+                );
+            }
+        }
+        let upgrading = upgrade::is_websocket(&request) || upgrade::is_extended_connect(&request);
+        let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
+        forward::prepare_request(&mut request, upgrading);
+        match link.send(request, &authority, &path).await {
+            Ok(mut response) => {
+                if let Some(client_upgrade) = client_upgrade {
+                    let idle = self.proxy.config.settings.limits.idle_timeout;
+                    upgrade::relay_if_switched(client_upgrade, &mut response, idle);
+                }
+                forward::relay_response(log, record, response, upgrading)
+            }
+            Err(why) => forward::refuse(log, record, StatusCode::BAD_GATEWAY, &why),
+        }
+    }
+}
+
+/// `Host`, or the URI's authority (HTTP/2's `:authority`, absolute-form HTTP/1.1).
+fn request_authority<B>(request: &Request<B>) -> Option<String> {
+    request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+}
+
+/// The host of `host[:port]` or `[v6]:port`.
+fn authority_host(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                host
+            } else {
+                authority
+            }
+        })
+}
+
+enum Sender {
+    H1(http1::SendRequest<Incoming>),
+    H2(http2::SendRequest<Incoming>),
+}
+
+/// The connection to the server, HTTP/1.1 or HTTP/2 as the server selected.
+pub(super) struct UpstreamLink {
+    sender: Mutex<Option<Sender>>,
+    /// Whether the HTTP/2 server allows extended CONNECT (RFC 8441); `None` for HTTP/1.1.
+    extended_connect: Option<ExtendedConnect>,
+    redial: Redial,
+}
+
+/// What it takes to open the upstream connection again.
+pub(super) struct Redial {
+    pub proxy: Arc<Proxy>,
+    pub addr: SocketAddr,
+    pub server_name: ServerName<'static>,
+    pub alpn: Vec<Vec<u8>>,
+    pub policy: CertErrorPolicy,
+}
+
+impl UpstreamLink {
+    pub async fn open(stream: TlsStream<TcpStream>, redial: Redial) -> Result<Self, String> {
+        let (sender, extended_connect) = handshake(stream, &redial.proxy).await?;
+        Ok(UpstreamLink {
+            sender: Mutex::new(Some(sender)),
+            extended_connect,
+            redial,
+        })
+    }
+
+    /// May the client be offered WebSocket over HTTP/2 (RFC 8441)? Only when the server
+    /// offers it to us: waits (at most `timeout`) for the server's SETTINGS, which every
+    /// HTTP/2 server sends first and which have usually arrived already.
+    pub async fn extended_connect(&self, timeout: Duration) -> bool {
+        let Some(mut verdict) = self.extended_connect.clone() else {
+            return false;
+        };
+        let settled = tokio::time::timeout(timeout, verdict.wait_for(Option::is_some)).await;
+        matches!(settled, Ok(Ok(allowed)) if *allowed == Some(true))
+    }
+
+    /// Send one request in the form the upstream protocol needs. HTTP/2 requests are
+    /// multiplexed; HTTP/1.1 ones wait for the previous exchange.
+    pub async fn send(
+        &self,
+        mut request: Request<Incoming>,
+        authority: &str,
+        path: &str,
+    ) -> Result<Response<Incoming>, String> {
+        let mut slot = self.sender.lock().await;
+        let usable = match slot.as_mut() {
+            Some(Sender::H1(sender)) => sender.ready().await.is_ok(),
+            Some(Sender::H2(sender)) => !sender.is_closed(),
+            None => false,
+        };
+        if !usable {
+            *slot = Some(self.redial.connect().await?);
+        }
+        let failed = |e: hyper::Error| format!("upstream request failed: {e}");
+        match slot.as_mut() {
+            Some(Sender::H2(sender)) => {
+                let mut sender = sender.clone();
+                drop(slot);
+                to_http2(&mut request, authority, path)?;
+                sender.send_request(request).await.map_err(failed)
+            }
+            Some(Sender::H1(sender)) => {
+                to_http1(&mut request, authority, path)?;
+                sender.send_request(request).await.map_err(failed)
+            }
+            None => Err("no upstream connection".into()),
+        }
+    }
+}
+
+/// HTTP/2 carries the authority in the URI (`:authority`), not in `Host`.
+fn to_http2<B>(request: &mut Request<B>, authority: &str, path: &str) -> Result<(), String> {
+    *request.uri_mut() = format!("https://{authority}{path}")
+        .parse::<Uri>()
+        .map_err(|e| format!("bad request target: {e}"))?;
+    *request.version_mut() = Version::HTTP_2;
+    request.headers_mut().remove(HOST);
+    Ok(())
+}
+
+/// HTTP/1.1 upstream: origin form and a `Host` header.
+fn to_http1<B>(request: &mut Request<B>, authority: &str, path: &str) -> Result<(), String> {
+    *request.uri_mut() = path
+        .parse::<Uri>()
+        .map_err(|e| format!("bad request target: {e}"))?;
+    *request.version_mut() = Version::HTTP_11;
+    if !request.headers().contains_key(HOST) {
+        let host = HeaderValue::from_str(authority).map_err(|e| format!("bad authority: {e}"))?;
+        request.headers_mut().insert(HOST, host);
+    }
+    Ok(())
+}
+
+/// The HTTP connection over the upstream TLS stream, in the protocol the server
+/// selected; for HTTP/2 also what its SETTINGS say of extended CONNECT.
+async fn handshake(
+    stream: TlsStream<TcpStream>,
+    proxy: &Proxy,
+) -> Result<(Sender, Option<ExtendedConnect>), String> {
+    let selected_h2 = stream.get_ref().1.alpn_protocol() == Some(H2);
+    let failed = |e: hyper::Error| format!("upstream HTTP handshake failed: {e}");
+    if selected_h2 {
+        let (stream, extended_connect) = SettingsWatch::new(stream);
+        let io = TokioIo::new(stream);
+        let limits = &proxy.config.settings.limits;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .handshake(io)
+            .await
+            .map_err(failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        Ok((Sender::H2(sender), Some(extended_connect)))
+    } else {
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok((Sender::H1(sender), None))
+    }
+}
+
+impl Redial {
+    async fn connect(&self) -> Result<Sender, String> {
+        let timeout = self.proxy.config.settings.limits.connect_timeout;
+        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(format!("reconnecting to {} failed: {e}", self.addr)),
+            Err(_) => return Err(format!("reconnecting to {} timed out", self.addr)),
+        };
+        let verified = upstream::handshake(
+            &self.proxy,
+            tcp,
+            self.server_name.clone(),
+            self.alpn.clone(),
+        )
+        .await
+        .map_err(|failure| failure.detail)?;
+        let acceptance = upstream::accept(
+            &self.proxy,
+            verified.outcome,
+            verified.leaf.as_deref(),
+            self.policy,
+        );
+        match acceptance {
+            Acceptance::Blocked(kind) => Err(format!(
+                "the server's certificate failed verification on reconnect: {}",
+                kind.as_str()
+            )),
+            Acceptance::Trusted | Acceptance::Untrusted => {
+                let (sender, _) = handshake(verified.stream, &self.proxy).await?;
+                Ok(sender)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_of_an_authority_drops_the_port_and_brackets() {
+        assert_eq!(authority_host("example.com"), "example.com");
+        assert_eq!(authority_host("example.com:8443"), "example.com");
+        assert_eq!(authority_host("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(authority_host("[2001:db8::1]"), "2001:db8::1");
+    }
+}

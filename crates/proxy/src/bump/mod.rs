@@ -1,0 +1,304 @@
+//! Bump (SPEC §2): be the client to the server and the server to the client. The phases
+//! run in order, each with its own timeout: upstream TLS and verification, the policy on
+//! certificate errors, minting the replacement, the client handshake, then HTTP/1.1 or
+//! HTTP/2 — whichever the server selected — served to the client, each request relayed
+//! upstream or answered with the block page.
+
+mod client_side;
+mod h2_settings;
+mod http;
+mod upstream;
+
+pub(crate) use self::upstream::CertificateRequestSeen;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use sluice_policy::{normalize_domain, CertErrorPolicy};
+use sluice_tls::mint::Minter;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use self::http::{BumpedHttp, Mode, Redial, UpstreamLink};
+use self::upstream::{Acceptance, HandshakeFailure, Verified, H2, HTTP11};
+use crate::access_log::Record;
+use crate::block_page::BlockReason;
+use crate::bypass::BypassReason;
+use crate::context::Proxy;
+use crate::counting::{ByteCounts, Counted};
+use crate::forward;
+use crate::rewind::Rewind;
+
+/// What the CONNECT flow learned, handed to bump.
+pub struct BumpTarget<'a> {
+    /// The CONNECT host.
+    pub host: &'a str,
+    /// The CONNECT host when it is an IP literal.
+    pub connect_ip: Option<IpAddr>,
+    pub port: u16,
+    /// The server address the TCP connection reached.
+    pub dest_ip: IpAddr,
+    pub sni: Option<&'a str>,
+    pub client_alpn: &'a [Vec<u8>],
+    /// The deciding rule's `cert_errors` override.
+    pub cert_errors: Option<CertErrorPolicy>,
+}
+
+/// How the requests of the bumped connection will be answered, decided before the
+/// client handshake.
+enum Plan {
+    Forward {
+        upstream: Box<TlsStream<TcpStream>>,
+        /// The replacement must not be trusted (`on_cert_error = "untrusted"`).
+        untrusted: bool,
+        /// The protocol the server selected (none: HTTP/1.1).
+        alpn: Option<Vec<u8>>,
+    },
+    /// Every request gets the block page; nothing reaches the server.
+    Block { reason: BlockReason, detail: String },
+}
+
+pub async fn bump(
+    proxy: &Arc<Proxy>,
+    record: &mut Record,
+    client: TcpStream,
+    held: Vec<u8>,
+    upstream: TcpStream,
+    target: &BumpTarget<'_>,
+) {
+    let Some(server_name) = upstream_server_name(target) else {
+        record.error = Some("bad_server_name".into());
+        return;
+    };
+    let policy = target
+        .cert_errors
+        .unwrap_or(proxy.config.settings.tls.on_cert_error);
+    let server = target.sni.unwrap_or(target.host).to_string();
+    let offer = upstream::alpn_offer(target.client_alpn);
+
+    let handshake = upstream::handshake(proxy, upstream, server_name.clone(), offer.clone()).await;
+    let (plan, leaf) = plan(proxy, record, target, &server, policy, handshake);
+
+    let minter: &Minter = match &plan {
+        Plan::Forward {
+            untrusted: true, ..
+        } => &proxy.untrusted_minter,
+        _ => &proxy.minter,
+    };
+    // Without SNI the client still expects the CONNECT name in the certificate.
+    let name = target
+        .sni
+        .or(target.connect_ip.is_none().then_some(target.host));
+    let certified = match minter
+        .certified_key(leaf.as_deref(), name, target.connect_ip)
+        .await
+    {
+        Ok(certified) => certified,
+        Err(e) => {
+            tracing::error!(error = %e, server, "minting a replacement certificate failed");
+            record.error = Some("mint_failed".into());
+            return;
+        }
+    };
+
+    let selected = match &plan {
+        Plan::Forward { alpn, .. } => {
+            client_side::select_alpn(target.client_alpn, Some(alpn.as_deref().unwrap_or(HTTP11)))
+        }
+        Plan::Block { .. } => client_side::select_alpn(target.client_alpn, None),
+    };
+    // The upstream HTTP connection opens while the client handshakes, so that the
+    // server's HTTP/2 SETTINGS are known by the time the client's connection starts.
+    let mode = match plan {
+        Plan::Block { reason, detail } => Mode::Block { reason, detail },
+        Plan::Forward { upstream, .. } => {
+            let redial = Redial {
+                proxy: proxy.clone(),
+                addr: SocketAddr::new(target.dest_ip, target.port),
+                server_name,
+                alpn: offer,
+                policy,
+            };
+            match UpstreamLink::open(*upstream, redial).await {
+                Ok(link) => Mode::Forward(link),
+                Err(e) => {
+                    record.error = Some(format!("upstream_http_failed: {e}"));
+                    return;
+                }
+            }
+        }
+    };
+
+    let counts = Arc::new(ByteCounts::default());
+    let held_len = held.len() as u64;
+    let client_io = Rewind::new(held, Counted::new(client, counts.clone()));
+    let config = client_side::config(proxy, certified, selected);
+    let timeout = proxy.config.settings.limits.client_hello_timeout;
+    let accepted = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(client_io)).await;
+    let client_tls = match accepted {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let error = client_side::handshake_error(&e);
+            if error == client_side::REJECTED {
+                learn(proxy, target, BypassReason::ClientRejectedCertificate);
+            }
+            record.error = Some(error.into());
+            record_counts(record, &counts, held_len);
+            return;
+        }
+        Err(_) => {
+            record.error = Some("client_handshake_timeout".into());
+            record_counts(record, &counts, held_len);
+            return;
+        }
+    };
+    let session = client_tls.get_ref().1;
+    record.tls_version = session.protocol_version().map(client_side::version_str);
+    record.alpn = session
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let client_h2 = session.alpn_protocol() == Some(H2);
+
+    let default_authority = match target.port {
+        443 => server.clone(),
+        port => format!("{server}:{port}"),
+    };
+    let extended_connect = match &mode {
+        Mode::Forward(link) if client_h2 => {
+            link.extended_connect(proxy.config.settings.limits.connect_timeout)
+                .await
+        }
+        _ => false,
+    };
+    let bumped = Arc::new(BumpedHttp {
+        proxy: proxy.clone(),
+        template: record.clone(),
+        sni: target.sni.map(str::to_string),
+        default_authority,
+        mode,
+    });
+    let service = service_fn(move |request| {
+        let bumped = bumped.clone();
+        async move { Ok::<_, Infallible>(bumped.handle(request).await) }
+    });
+    let limits = &proxy.config.settings.limits;
+    let io = TokioIo::new(client_tls);
+    let served = if client_h2 {
+        let mut http2 = forward::client_http2(limits);
+        if extended_connect {
+            http2.enable_connect_protocol();
+        }
+        http2.serve_connection(io, service).await
+    } else {
+        forward::client_http1(limits)
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await
+    };
+    if let Err(e) = served {
+        tracing::debug!(error = %e, server, "bumped connection ended with an error");
+    }
+    record_counts(record, &counts, held_len);
+}
+
+/// Decide, from the upstream handshake, how requests will be answered; returns the
+/// server's leaf for minting.
+fn plan(
+    proxy: &Proxy,
+    record: &mut Record,
+    target: &BumpTarget<'_>,
+    server: &str,
+    policy: CertErrorPolicy,
+    handshake: Result<Verified, HandshakeFailure>,
+) -> (Plan, Option<Vec<u8>>) {
+    let verified = match handshake {
+        Err(failure) => {
+            tracing::warn!(
+                server,
+                detail = failure.detail,
+                "upstream TLS handshake failed"
+            );
+            record.error = Some("upstream_tls_failed".into());
+            let detail = if failure.certificate_requested {
+                learn(proxy, target, BypassReason::ClientCertificateRequested);
+                format!("{server} asks for a client certificate, which sluice cannot present.")
+            } else {
+                format!("The TLS handshake with {server} failed: {}", failure.detail)
+            };
+            let reason = BlockReason::UpstreamTlsFailed;
+            return (Plan::Block { reason, detail }, None);
+        }
+        Ok(verified) => verified,
+    };
+    record.upstream_cert = Some(upstream::outcome_str(verified.outcome));
+    if verified.certificate_requested {
+        learn(proxy, target, BypassReason::ClientCertificateRequested);
+        record.error = Some("upstream_tls_failed".into());
+        let detail =
+            format!("{server} asks for a client certificate, which sluice cannot present.");
+        let reason = BlockReason::UpstreamTlsFailed;
+        return (Plan::Block { reason, detail }, verified.leaf);
+    }
+    let plan = match upstream::accept(proxy, verified.outcome, verified.leaf.as_deref(), policy) {
+        acceptance @ (Acceptance::Trusted | Acceptance::Untrusted) => Plan::Forward {
+            untrusted: matches!(acceptance, Acceptance::Untrusted),
+            alpn: verified.alpn,
+            upstream: Box::new(verified.stream),
+        },
+        Acceptance::Blocked(kind) => {
+            record.error = Some("cert_error".into());
+            let detail = format!(
+                "The certificate of {server} failed verification: {}.",
+                kind.as_str()
+            );
+            Plan::Block {
+                reason: BlockReason::CertError,
+                detail,
+            }
+        }
+    };
+    (plan, verified.leaf)
+}
+
+/// Count a failure towards a learned bypass of the SNI (SPEC §1, learned bypass).
+fn learn(proxy: &Proxy, target: &BumpTarget<'_>, reason: BypassReason) {
+    let tls = &proxy.config.settings.tls;
+    let Some(sni) = target.sni.and_then(normalize_domain) else {
+        return;
+    };
+    if !tls.learn_bypass {
+        return;
+    }
+    if let Some(learned) = proxy
+        .bypass
+        .record_failure(&sni, reason, tls.learn_after, tls.learn_ttl)
+    {
+        tracing::warn!(
+            sni = learned.sni,
+            reason = learned.reason.as_str(),
+            count = learned.count,
+            "learned bypass: this name will be tunneled instead of bumped"
+        );
+    }
+}
+
+fn record_counts(record: &mut Record, counts: &ByteCounts, held: u64) {
+    record.bytes_up = Some(held + counts.read.load(Ordering::Relaxed));
+    record.bytes_down = Some(counts.written.load(Ordering::Relaxed));
+}
+
+/// The name sluice presents and verifies upstream: the client's SNI; without one, the
+/// CONNECT IP (no SNI is sent) or the CONNECT host name.
+fn upstream_server_name(target: &BumpTarget<'_>) -> Option<ServerName<'static>> {
+    match (target.sni, target.connect_ip) {
+        (Some(sni), _) => ServerName::try_from(sni.to_string()).ok(),
+        (None, Some(ip)) => Some(ServerName::IpAddress(ip.into())),
+        (None, None) => ServerName::try_from(target.host.to_string()).ok(),
+    }
+}
