@@ -11,33 +11,15 @@
 
 use std::error::Error;
 use std::fmt::Write as _;
-use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use sluice_bench::{latency_rows, print_table, time_lookups, Rng, BATCH, ROUNDS};
 use sluice_policy::{Config, DomainSet, SslAction, SslFacts};
 
 const PATTERNS: usize = 1_000_000;
 const LOOKUPS: usize = 1_000_000;
-const BATCH: usize = 1_000;
-const ROUNDS: usize = 3;
 const TLDS: [&str; 5] = ["com", "net", "org", "io", "example"];
-
-/// A small deterministic generator (xorshift64*), so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap_or(0)
-    }
-}
 
 /// The registered name of pattern `i`.
 fn site(i: usize) -> String {
@@ -70,74 +52,6 @@ fn query(rng: &mut Rng) -> (String, bool) {
         (1, _) => (format!("a.b.{}", site(i)), true),
         (2, _) => (format!("www.unknown-{i}.{}", TLDS[i % TLDS.len()]), false),
         _ => (format!("Mixed.Case-{i}.Example.COM."), false),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-/// Per-lookup latency, one sample per batch of `BATCH` lookups, sorted.
-fn time_round(queries: &[(String, bool)], lookup: &mut impl FnMut(&str) -> bool) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(queries.len() / BATCH);
-    for batch in queries.chunks_exact(BATCH) {
-        let start = Instant::now();
-        for (name, _) in batch {
-            black_box(lookup(black_box(name)));
-        }
-        samples.push(start.elapsed() / BATCH as u32);
-    }
-    samples.sort_unstable();
-    samples
-}
-
-/// Latency of each round; the first is the round with the lowest median.
-fn time_lookups(
-    queries: &[(String, bool)],
-    mut lookup: impl FnMut(&str) -> bool,
-) -> Vec<Vec<Duration>> {
-    let mut rounds: Vec<Vec<Duration>> = (0..ROUNDS)
-        .map(|_| time_round(queries, &mut lookup))
-        .collect();
-    rounds.sort_by_key(|samples| percentile(samples, 0.5));
-    rounds
-}
-
-fn print_table(header: [&str; 3], rows: &[[String; 3]]) {
-    let width = |col: usize| {
-        rows.iter()
-            .map(|row| row[col].chars().count())
-            .chain([header[col].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let widths = [width(0), width(1), width(2)];
-    println!(
-        "| {:<w0$} | {:>w1$} | {:<w2$} |",
-        header[0],
-        header[1],
-        header[2],
-        w0 = widths[0],
-        w1 = widths[1],
-        w2 = widths[2]
-    );
-    println!(
-        "|{}|{}:|{}|",
-        "-".repeat(widths[0] + 2),
-        "-".repeat(widths[1] + 1),
-        "-".repeat(widths[2] + 2)
-    );
-    for row in rows {
-        println!(
-            "| {:<w0$} | {:>w1$} | {:<w2$} |",
-            row[0],
-            row[1],
-            row[2],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
     }
 }
 
@@ -194,7 +108,7 @@ action = "terminate"
             return Err(format!("wrong decision for {name}: expected hit = {hit}").into());
         }
     }
-    let decide_samples = time_lookups(&queries, decide);
+    let decide_samples = time_lookups(&queries, |(name, _)| decide(name));
 
     // The set alone, on names already normalized, for comparison.
     let mut set = DomainSet::with_capacity(PATTERNS);
@@ -205,7 +119,7 @@ action = "terminate"
         .iter()
         .filter_map(|(name, hit)| Some((sluice_policy::normalize_domain(name)?, *hit)))
         .collect();
-    let set_samples = time_lookups(&normalized, |name| set.matches(name));
+    let set_samples = time_lookups(&normalized, |(name, _)| set.matches(name));
 
     println!(
         "category: {PATTERNS} patterns, {:.1} MB file; {LOOKUPS} lookups, {:.0}% hits, \
@@ -213,33 +127,21 @@ action = "terminate"
         list.len() as f64 / 1e6,
         100.0 * expected_hits as f64 / LOOKUPS as f64
     );
-    let ns = |d: Duration| format!("{} ns", d.as_nanos());
     let mut rows = vec![[
         "load (Config::from_str, file read included)".to_owned(),
         format!("{:.0} ms", load.as_secs_f64() * 1e3),
         "< 3000 ms".to_owned(),
     ]];
-    for (what, rounds) in [
-        ("decide_client_hello", &decide_samples),
-        ("DomainSet::matches, normalized name", &set_samples),
-    ] {
-        let medians: Vec<String> = rounds.iter().map(|r| ns(percentile(r, 0.5))).collect();
-        rows.push([
-            format!("{what}, median"),
-            ns(percentile(&rounds[0], 0.5)),
-            "< 1000 ns".to_owned(),
-        ]);
-        rows.push([
-            format!("{what}, p99"),
-            ns(percentile(&rounds[0], 0.99)),
-            String::new(),
-        ]);
-        rows.push([
-            format!("{what}, round medians"),
-            medians.join(" / "),
-            String::new(),
-        ]);
-    }
+    rows.extend(latency_rows(
+        "decide_client_hello",
+        &decide_samples,
+        "< 1000 ns",
+    ));
+    rows.extend(latency_rows(
+        "DomainSet::matches, normalized name",
+        &set_samples,
+        "< 1000 ns",
+    ));
     print_table(["measure", "value", "target"], &rows);
     Ok(())
 }

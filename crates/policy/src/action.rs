@@ -36,6 +36,37 @@ impl fmt::Display for SslAction {
     }
 }
 
+/// What happens to an HTTP request or response (SPEC §3 step 1): the action of an
+/// `[[http_rules]]` rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpAction {
+    /// Go on: anti-phishing and anti-virus still apply.
+    Allow,
+    /// Answer with the block page (403, reason `rule`).
+    Block,
+    /// Go on and skip anti-phishing and anti-virus. Whatever the server sends reaches the
+    /// client unscanned: keep it to trusted destinations.
+    AllowUnscanned,
+}
+
+impl HttpAction {
+    /// The name used in the configuration and in the access log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpAction::Allow => "allow",
+            HttpAction::Block => "block",
+            HttpAction::AllowUnscanned => "allow-unscanned",
+        }
+    }
+}
+
+impl fmt::Display for HttpAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a bumped connection does when the server's certificate fails verification
 /// (`tls.on_cert_error`, or an SSL rule's `cert_errors`; SPEC §2.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]

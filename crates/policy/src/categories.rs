@@ -8,11 +8,8 @@ use toml::Spanned;
 
 use crate::diagnostics::Diagnostics;
 use crate::domain::DomainSet;
+use crate::list_file;
 use crate::raw::RawCategory;
-
-/// Bad lines reported per list file; a file in the wrong format would otherwise print
-/// one error per line.
-const MAX_ERRORS_PER_FILE: usize = 20;
 
 /// Compiled categories by name. Shared (`Arc`) because several rules may name the same
 /// large category.
@@ -46,8 +43,8 @@ fn inline(name: &str, patterns: &[Spanned<String>], diag: &mut Diagnostics<'_>) 
     set
 }
 
-/// Load a list file: one pattern per line, `#` starts a comment (on its own line or
-/// after an entry), blank lines ignored. Bad lines are reported as `LISTFILE:LINE: msg`.
+/// Load a list file (format of [`list_file`]); bad lines are reported as
+/// `LISTFILE:LINE: msg`.
 fn list_file(file: &Spanned<String>, base_dir: &Path, diag: &mut Diagnostics<'_>) -> DomainSet {
     let path = base_dir.join(file.get_ref());
     let shown = path.display().to_string();
@@ -61,31 +58,10 @@ fn list_file(file: &Spanned<String>, base_dir: &Path, diag: &mut Diagnostics<'_>
             return DomainSet::new();
         }
     };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let (text, lines) = list_file::prepare(&text);
     let mut set = DomainSet::with_capacity(lines);
-    let mut bad = 0usize;
-    for (index, line) in text.lines().enumerate() {
-        let entry = line.split_once('#').map_or(line, |(entry, _)| entry).trim();
-        if entry.is_empty() {
-            continue;
-        }
-        if let Err(e) = set.insert_pattern(entry) {
-            bad += 1;
-            if bad <= MAX_ERRORS_PER_FILE {
-                diag.in_file(&shown, Some(index + 1), e);
-            }
-        }
-    }
-    if bad > MAX_ERRORS_PER_FILE {
-        diag.in_file(
-            &shown,
-            None,
-            format!(
-                "{} more invalid lines not shown ({bad} in all)",
-                bad - MAX_ERRORS_PER_FILE
-            ),
-        );
-    }
+    diag.extend(list_file::for_each_entry(text, &shown, |entry| {
+        set.insert_pattern(entry)
+    }));
     set
 }

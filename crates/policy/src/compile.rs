@@ -11,9 +11,10 @@ use toml::Spanned;
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::diagnostics::Diagnostics;
 use crate::net::port_number;
-use crate::raw::{RawLimits, RawLog, RawProxy, RawTls};
+use crate::raw::{RawBlockPage, RawLimits, RawLog, RawProxy, RawTls};
 use crate::settings::{
-    HostMismatch, LeafKey, Limits, LogSettings, LogTarget, NonTls, SniMismatch, TlsSettings,
+    BlockPageSettings, BlockTemplate, HostMismatch, LeafKey, Limits, LogSettings, LogTarget,
+    NonTls, SniMismatch, TlsSettings,
 };
 
 // SPEC §5 defaults; those of booleans and enums are written where they are applied.
@@ -179,6 +180,31 @@ fn hex_value(digit: u8) -> Option<u8> {
         .and_then(|v| u8::try_from(v).ok())
 }
 
+/// `[block_page]`: the template is read now, so that a missing file is a load error
+/// rather than a broken page later; an empty path means the built-in page.
+pub(crate) fn block_page(
+    raw: RawBlockPage,
+    base_dir: &Path,
+    diag: &mut Diagnostics<'_>,
+) -> BlockPageSettings {
+    let Some(value) = raw.template.filter(|t| !t.get_ref().trim().is_empty()) else {
+        return BlockPageSettings::default();
+    };
+    let path = base_dir.join(value.get_ref());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => BlockPageSettings {
+            template: Some(BlockTemplate { path, text }),
+        },
+        Err(e) => {
+            diag.at(
+                value.span(),
+                format!("block_page.template: cannot read {}: {e}", path.display()),
+            );
+            BlockPageSettings::default()
+        }
+    }
+}
+
 /// `[log]`.
 pub(crate) fn log(raw: RawLog, base_dir: &Path, diag: &mut Diagnostics<'_>) -> LogSettings {
     let access = match &raw.access {
@@ -267,7 +293,7 @@ fn to_usize(n: u64) -> usize {
 }
 
 /// A humantime duration ("10s", "5m", "1h 30m") that must be positive.
-fn duration(
+pub(crate) fn duration(
     value: Option<Spanned<String>>,
     default: Duration,
     key: &str,

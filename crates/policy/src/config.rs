@@ -2,9 +2,11 @@
 
 use std::path::Path;
 
+use crate::anti_virus;
 use crate::categories;
 use crate::compile;
 use crate::diagnostics::{ConfigError, Diagnostics};
+use crate::phishing;
 use crate::policy::Policy;
 use crate::raw::RawConfig;
 use crate::rules;
@@ -16,7 +18,7 @@ use crate::settings::Settings;
 pub struct Config {
     /// Everything that is not a rule.
     pub settings: Settings,
-    /// The compiled SSL rules.
+    /// The compiled SSL and HTTP rules and the anti-phishing lists.
     pub policy: Policy,
 }
 
@@ -39,7 +41,8 @@ impl Config {
     }
 
     /// Parse and validate `text`. `display_name` is FILE in errors; `base_dir` resolves
-    /// relative paths (and is where category list files are read from).
+    /// relative paths (and is where category lists, phishing lists and the block-page
+    /// template are read from).
     ///
     /// A TOML syntax error, an unknown key or a value of the wrong type is reported
     /// alone; every other problem is collected, so the result lists them all.
@@ -56,14 +59,18 @@ impl Config {
             listen,
             connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),
+            anti_virus: anti_virus::compile(raw.anti_virus, base_dir, &mut diag),
+            block_page: compile::block_page(raw.block_page, base_dir, &mut diag),
             log: compile::log(raw.log, base_dir, &mut diag),
             limits: compile::limits(raw.limits, &mut diag),
         };
         let categories = categories::compile(raw.categories, base_dir, &mut diag);
-        let rules = rules::compile(raw.ssl_rules, &categories, &mut diag);
+        let ssl_rules = rules::compile_ssl(raw.ssl_rules, &categories, &mut diag);
+        let http_rules = rules::compile_http(raw.http_rules, &categories, &mut diag);
+        let phishing = phishing::compile(raw.anti_phishing.lists, base_dir, &mut diag);
         diag.finish()?;
         Ok(Config {
-            policy: Policy::new(&settings.tls, rules),
+            policy: Policy::new(&settings.tls, ssl_rules, http_rules, phishing),
             settings,
         })
     }

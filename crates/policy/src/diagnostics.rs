@@ -76,13 +76,9 @@ impl<'a> Diagnostics<'a> {
         });
     }
 
-    /// An error in another file (a category list), at `line` or for the whole file.
-    pub(crate) fn in_file(&mut self, file: &str, line: Option<usize>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: file.to_owned(),
-            line,
-            message: message.into(),
-        });
+    /// Errors found elsewhere (a list file), already located.
+    pub(crate) fn extend(&mut self, errors: impl IntoIterator<Item = ConfigError>) {
+        self.errors.extend(errors);
     }
 
     /// Errors collected so far.
@@ -135,7 +131,11 @@ mod tests {
         let text = "1\n2\n3\n";
         let mut d = Diagnostics::new("c.toml", text);
         d.at(4..5, "third");
-        d.in_file("list.txt", Some(9), "list");
+        d.extend([ConfigError {
+            file: "list.txt".into(),
+            line: Some(9),
+            message: "list".into(),
+        }]);
         d.at(0..1, "first");
         let errors = d.finish().unwrap_err();
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();

@@ -1,16 +1,20 @@
 //! Pure policy for sluice: the configuration model, its validation with line numbers,
-//! and the SSL-rule decisions of SPEC §1 and §4.
+//! the SSL-rule decisions of SPEC §1 and §4, the HTTP-rule decisions and the
+//! anti-phishing lists of §3.
 //!
 //! The data path learns facts about a connection ([`SslFacts`]: client, CONNECT host or
-//! SNI, destination IP, port, User-Agent) and asks [`Policy`] what to do; this crate never
-//! sees a socket. It must not depend on tokio or do any I/O other than reading the
-//! configuration file and the category list files it names, both at load time only.
+//! SNI, destination IP, port, User-Agent) or a request ([`HttpFacts`]) and asks
+//! [`Policy`] what to do; this crate never sees a socket. It must not depend on tokio or
+//! do any I/O other than reading the configuration file and the files it names (category
+//! lists, phishing lists, the block-page template), all at load time only.
 //!
 //! - [`Config::load`] / [`Config::from_str`] parse TOML into [`Settings`] (plain values for
 //!   the data path) and a compiled, immutable [`Policy`], or return every problem found as
 //!   a [`ConfigError`] printed `FILE:LINE: msg`.
 //! - [`Policy::decide_connect`] and [`Policy::decide_client_hello`] are the two decision
 //!   stages; [`Policy::explain`] runs both for `sluice explain`.
+//! - [`Policy::decide_http_request`] and [`Policy::decide_http_response`] apply the HTTP
+//!   rules; [`Policy::phishing`] is the [`PhishingList`] a request URL is checked against.
 //! - [`DomainSet`] holds domain patterns (`example.com`, `*.example.com`, `.example.com`)
 //!   and answers a lookup with one hash probe per label, so a category of a million
 //!   entries matches in well under a microsecond.
@@ -23,29 +27,43 @@
 //! - a destination name that is not a valid DNS name matches no domain condition;
 //! - IPv4-mapped IPv6 addresses match IPv4 `clients` / `ips` ranges;
 //! - host names may contain `_` (real ones do); labels are at most 63, names 253 bytes;
-//! - a list file in the wrong format reports its first 20 bad lines and a count.
+//! - a list file in the wrong format reports its first 20 bad lines and a count;
+//! - `methods` compare ASCII case-insensitively; `url_regex` is unanchored and
+//!   case-sensitive, on the absolute URL; `content_types` entries are `type/subtype` or
+//!   `type/*` (not `*/*`), compared case-insensitively without parameters;
+//! - `[anti_virus] url` is ignored with `engine = "none"`; sizes take decimal (`MB`) and
+//!   binary (`MiB`) units, case-insensitive, always bytes.
 
 mod action;
+mod anti_virus;
 mod categories;
 mod compile;
+mod conditions;
 mod config;
 mod diagnostics;
 mod domain;
 mod explain;
+mod list_file;
 mod net;
+mod phishing;
 mod policy;
 mod raw;
 mod regexes;
 mod rules;
 mod settings;
+mod size;
 
-pub use action::{CertErrorPolicy, SslAction, Stage};
+pub use action::{CertErrorPolicy, HttpAction, SslAction, Stage};
 pub use config::Config;
 pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};
 pub use explain::Explanation;
-pub use policy::{ConnectStep, Policy, SslDecision, SslFacts, DEFAULT_RULE};
+pub use phishing::{PhishingList, PhishingMatch};
+pub use policy::{
+    ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts, DEFAULT_RULE,
+};
 pub use settings::{
-    HostMismatch, LeafKey, Limits, LogSettings, LogTarget, NonTls, Settings, SniMismatch,
-    TlsSettings,
+    AntiVirusSettings, AvEngine, BlockPageSettings, BlockTemplate, ClamdAddress, HostMismatch,
+    IcapService, LeafKey, Limits, LogSettings, LogTarget, NonTls, OnOversize, OnScanError,
+    Settings, SniMismatch, TlsSettings,
 };

@@ -1,10 +1,14 @@
-//! The two SSL decision stages of SPEC §1 over the compiled rules.
+//! The decisions over the compiled rules: the two SSL stages of SPEC §1, and the HTTP
+//! rules of §3 step 1 on a request and then on its response.
 
-use std::net::IpAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv6Addr};
 
-use crate::action::{CertErrorPolicy, SslAction};
+use crate::action::{CertErrorPolicy, HttpAction, SslAction};
+use crate::conditions::{media_type, Subject};
 use crate::domain::normalize;
-use crate::rules::{SslRule, Subject};
+use crate::phishing::PhishingList;
+use crate::rules::{HttpRule, SslRule};
 use crate::settings::{SniMismatch, TlsSettings};
 
 /// The `rule` of a decision no SSL rule made.
@@ -59,6 +63,59 @@ impl SslDecision {
     }
 }
 
+/// What is known about an HTTP request (plain, or inside a bumped connection) when the
+/// HTTP rules are evaluated.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpFacts<'a> {
+    /// Client address (after PROXY protocol, when that exists).
+    pub client: IpAddr,
+    /// Authenticated user. Not matched yet (no `users` condition); always `None` for now.
+    pub user: Option<&'a str>,
+    /// The request's own `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// The request's host (from the URL, `Host` or `:authority`), without the port, as
+    /// received: the policy normalizes it like [`SslFacts::dest_name`]. An IP literal
+    /// (`192.0.2.1`, `[2001:db8::1]`) is no name and matches no domain condition.
+    pub host: Option<&'a str>,
+    /// Destination address (the literal, or the resolved one), when known.
+    pub dest_ip: Option<IpAddr>,
+    /// Destination port.
+    pub port: u16,
+    /// The request method, as sent (`methods` compare ASCII case-insensitively).
+    pub method: &'a str,
+    /// The absolute URL (`https://host/path?query`) that `url_regex` is matched against,
+    /// as the access log writes it: scheme and host lowercase, no default port.
+    pub url: &'a str,
+    /// The response's `Content-Type` header value, for
+    /// [`Policy::decide_http_response`]; parameters and case do not matter.
+    pub content_type: Option<&'a str>,
+}
+
+/// The outcome of the HTTP rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpDecision {
+    /// What to do with the request or response.
+    pub action: HttpAction,
+    /// The deciding rule's name, or [`DEFAULT_RULE`].
+    pub rule: String,
+}
+
+impl HttpDecision {
+    fn by_default() -> Self {
+        HttpDecision {
+            action: HttpAction::Allow,
+            rule: DEFAULT_RULE.to_owned(),
+        }
+    }
+
+    fn by_rule(rule: &HttpRule) -> Self {
+        HttpDecision {
+            action: rule.action,
+            rule: rule.name.clone(),
+        }
+    }
+}
+
 /// The outcome of stage `connect`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectStep {
@@ -68,23 +125,35 @@ pub enum ConnectStep {
     PeekClientHello,
 }
 
-/// The compiled SSL rules and the settings that bear on decisions. Immutable; built
-/// once per configuration load.
+/// The compiled rules, the anti-phishing lists and the settings that bear on
+/// decisions. Immutable; built once per configuration load.
 #[derive(Debug)]
 pub struct Policy {
     decryption: bool,
     default_action: SslAction,
     on_sni_mismatch: SniMismatch,
     rules: Vec<SslRule>,
+    http_rules: Vec<HttpRule>,
+    /// Whether some HTTP rule lists `content_types`: otherwise responses need no decision.
+    response_rules: bool,
+    phishing: PhishingList,
 }
 
 impl Policy {
-    pub(crate) fn new(tls: &TlsSettings, rules: Vec<SslRule>) -> Self {
+    pub(crate) fn new(
+        tls: &TlsSettings,
+        rules: Vec<SslRule>,
+        http_rules: Vec<HttpRule>,
+        phishing: PhishingList,
+    ) -> Self {
         Policy {
             decryption: tls.decryption,
             default_action: tls.default_action,
             on_sni_mismatch: tls.on_sni_mismatch,
             rules,
+            response_rules: http_rules.iter().any(HttpRule::needs_response),
+            http_rules,
+            phishing,
         }
     }
 
@@ -137,6 +206,9 @@ impl Policy {
             name: name.as_deref(),
             dest_ip: facts.dest_ip,
             port: facts.port,
+            method: None,
+            url: None,
+            content_type: None,
         };
         self.rules.iter().find(|rule| rule.matches(&subject))
     }
@@ -144,5 +216,84 @@ impl Policy {
     /// The decision of the first rule that matches, whatever its action (for explain).
     pub(crate) fn first_match_decision(&self, facts: &SslFacts<'_>) -> Option<SslDecision> {
         self.first_match(facts).map(SslDecision::by_rule)
+    }
+}
+
+impl Policy {
+    /// The HTTP rules on a request (SPEC §3 step 1): the first matching rule among
+    /// those without `content_types` decides (a rule with `content_types` cannot be
+    /// evaluated before the response exists; see [`Policy::decide_http_response`]); no
+    /// match → `allow` with rule `default`. `facts.content_type` is ignored.
+    pub fn decide_http_request(&self, facts: &HttpFacts<'_>) -> HttpDecision {
+        let name = http_name(facts.host);
+        let subject = http_subject(facts, name.as_deref(), None);
+        self.http_rules
+            .iter()
+            .filter(|rule| !rule.needs_response())
+            .find(|rule| rule.matches(&subject))
+            .map_or_else(HttpDecision::by_default, HttpDecision::by_rule)
+    }
+
+    /// The HTTP rules on the response to a request that
+    /// [`decide_http_request`](Policy::decide_http_request) let through, once its
+    /// `Content-Type` is known (in `facts.content_type`; the other facts are the
+    /// request's).
+    ///
+    /// All rules are evaluated again in order, now with the content type. When the first
+    /// match lists `content_types`, that rule "is then applied to the response" (SPEC §4)
+    /// and its decision replaces the request's: `Some`. Otherwise the first match is the
+    /// rule that decided the request (or none matches, as for the request), and `None`
+    /// means that the request's decision stands. So a `content_types` rule overrides the
+    /// request's decision exactly when it comes before the rule that made it (or that
+    /// decision was `default`); for instance a `block` on `application/x-msdownload`
+    /// before an `allow-unscanned` rule for a domain blocks that domain's executables,
+    /// and an `allow-unscanned` on `video/*` spares videos the anti-virus scan.
+    ///
+    /// A response without a usable `Content-Type` matches no `content_types` rule.
+    pub fn decide_http_response(&self, facts: &HttpFacts<'_>) -> Option<HttpDecision> {
+        if !self.response_rules {
+            return None;
+        }
+        let name = http_name(facts.host);
+        let media = facts.content_type.and_then(media_type);
+        let subject = http_subject(facts, name.as_deref(), media.as_deref());
+        let rule = self.http_rules.iter().find(|rule| rule.matches(&subject))?;
+        rule.needs_response().then(|| HttpDecision::by_rule(rule))
+    }
+
+    /// The anti-phishing lists (`[anti_phishing] lists`; empty when none is configured).
+    pub fn phishing(&self) -> &PhishingList {
+        &self.phishing
+    }
+}
+
+/// The normalized request host; `None` for an IP literal or a name that does not
+/// normalize.
+fn http_name(host: Option<&str>) -> Option<Cow<'_, str>> {
+    let host = host?;
+    let unbracketed = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .map(str::parse::<Ipv6Addr>);
+    if matches!(unbracketed, Some(Ok(_))) || host.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    normalize(host).ok()
+}
+
+fn http_subject<'a>(
+    facts: &HttpFacts<'a>,
+    name: Option<&'a str>,
+    content_type: Option<&'a str>,
+) -> Subject<'a> {
+    Subject {
+        client: facts.client,
+        user_agent: facts.user_agent,
+        name,
+        dest_ip: facts.dest_ip,
+        port: facts.port,
+        method: Some(facts.method),
+        url: Some(facts.url),
+        content_type,
     }
 }

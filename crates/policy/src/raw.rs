@@ -10,9 +10,12 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::action::{CertErrorPolicy, SslAction};
+use crate::action::{CertErrorPolicy, HttpAction, SslAction};
+use crate::anti_virus::EngineKind;
+use crate::conditions::RawConditions;
 use crate::net::PortValue;
-use crate::settings::{HostMismatch, LeafKey, NonTls, SniMismatch};
+use crate::settings::{HostMismatch, LeafKey, NonTls, OnOversize, OnScanError, SniMismatch};
+use crate::size::SizeValue;
 
 /// A list whose entries, and the list itself, carry their spans.
 pub(crate) type SpannedList<T> = Spanned<Vec<Spanned<T>>>;
@@ -23,7 +26,11 @@ pub(crate) struct RawConfig {
     pub proxy: RawProxy,
     pub tls: RawTls,
     pub ssl_rules: Vec<RawSslRule>,
+    pub http_rules: Vec<RawHttpRule>,
     pub categories: BTreeMap<String, RawCategory>,
+    pub anti_phishing: RawAntiPhishing,
+    pub anti_virus: RawAntiVirus,
+    pub block_page: RawBlockPage,
     pub log: RawLog,
     pub limits: RawLimits,
 }
@@ -70,6 +77,58 @@ pub(crate) struct RawSslRule {
     pub ports: Option<SpannedList<PortValue>>,
 }
 
+impl RawSslRule {
+    pub(crate) fn conditions(&self) -> RawConditions<'_> {
+        RawConditions {
+            clients: self.clients.as_ref(),
+            user_agents: self.user_agents.as_ref(),
+            domains: self.domains.as_ref(),
+            domain_regex: self.domain_regex.as_ref(),
+            categories: self.categories.as_ref(),
+            ips: self.ips.as_ref(),
+            ports: self.ports.as_ref(),
+            methods: None,
+            url_regex: None,
+            content_types: None,
+        }
+    }
+}
+
+/// One `[[http_rules]]` entry. `users` is not accepted yet (no authentication).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpRule {
+    pub name: Spanned<String>,
+    pub action: HttpAction,
+    pub clients: Option<SpannedList<String>>,
+    pub user_agents: Option<SpannedList<String>>,
+    pub domains: Option<SpannedList<String>>,
+    pub domain_regex: Option<SpannedList<String>>,
+    pub categories: Option<SpannedList<String>>,
+    pub ips: Option<SpannedList<String>>,
+    pub ports: Option<SpannedList<PortValue>>,
+    pub methods: Option<SpannedList<String>>,
+    pub url_regex: Option<SpannedList<String>>,
+    pub content_types: Option<SpannedList<String>>,
+}
+
+impl RawHttpRule {
+    pub(crate) fn conditions(&self) -> RawConditions<'_> {
+        RawConditions {
+            clients: self.clients.as_ref(),
+            user_agents: self.user_agents.as_ref(),
+            domains: self.domains.as_ref(),
+            domain_regex: self.domain_regex.as_ref(),
+            categories: self.categories.as_ref(),
+            ips: self.ips.as_ref(),
+            ports: self.ports.as_ref(),
+            methods: self.methods.as_ref(),
+            url_regex: self.url_regex.as_ref(),
+            content_types: self.content_types.as_ref(),
+        }
+    }
+}
+
 /// `name = ["pattern", ...]` or `name = { file = "lists/x.txt" }`.
 pub(crate) enum RawCategory {
     Inline(Vec<Spanned<String>>),
@@ -101,6 +160,30 @@ impl<'de> Deserialize<'de> for RawCategory {
         }
         deserializer.deserialize_any(CategoryVisitor)
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawAntiPhishing {
+    pub lists: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawAntiVirus {
+    pub engine: Option<Spanned<EngineKind>>,
+    pub url: Option<Spanned<String>>,
+    pub max_scan_size: Option<Spanned<SizeValue>>,
+    pub on_oversize: Option<OnOversize>,
+    pub on_error: Option<OnScanError>,
+    pub scan_uploads: Option<bool>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawBlockPage {
+    pub template: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

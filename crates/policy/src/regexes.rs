@@ -1,4 +1,4 @@
-//! Regex conditions (`user_agents`, `domain_regex`): each entry checked on its own so
+//! Regex conditions (`user_agents`, `domain_regex`, `url_regex`): each entry checked on its own so
 //! that an error points at its line, then all compiled into one `RegexSet`.
 
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
@@ -15,7 +15,8 @@ pub(crate) enum Case {
 }
 
 /// Compile `patterns` (unanchored: a pattern matches anywhere in the subject).
-/// Reports each bad pattern at its line; `None` if any was bad.
+/// Reports each bad pattern at its line, prefixed with `key` (`ssl_rules.user_agents`);
+/// `None` if any was bad.
 pub(crate) fn compile(
     patterns: &[Spanned<String>],
     case: Case,
@@ -32,7 +33,7 @@ pub(crate) fn compile(
             diag.at(
                 pattern.span(),
                 format!(
-                    "ssl_rules.{key}: invalid regex `{}`: {}",
+                    "{key}: invalid regex `{}`: {}",
                     pattern.get_ref(),
                     one_line(&e)
                 ),
@@ -53,7 +54,7 @@ pub(crate) fn compile(
             if let Some(first) = patterns.first() {
                 diag.at(
                     first.span(),
-                    format!("ssl_rules.{key}: regex list too large: {}", one_line(&e)),
+                    format!("{key}: regex list too large: {}", one_line(&e)),
                 );
             }
             None
@@ -92,7 +93,7 @@ mod tests {
         let ua = compile(
             &spanned(&["curl/", "^Mozilla"]),
             Case::Sensitive,
-            "ua",
+            "ssl_rules.ua",
             &mut diag,
         )
         .unwrap();
@@ -112,7 +113,7 @@ mod tests {
         assert!(compile(
             &spanned(&["(", "ok", "[z-a]"]),
             Case::Sensitive,
-            "ua",
+            "ssl_rules.ua",
             &mut diag
         )
         .is_none());

@@ -17,6 +17,10 @@ pub struct Settings {
     pub connect_ports: Vec<u16>,
     /// `[tls]`.
     pub tls: TlsSettings,
+    /// `[anti_virus]`.
+    pub anti_virus: AntiVirusSettings,
+    /// `[block_page]`.
+    pub block_page: BlockPageSettings,
     /// `[log]`.
     pub log: LogSettings,
     /// `[limits]`.
@@ -142,6 +146,146 @@ impl NonTls {
             NonTls::Tunnel => "tunnel",
         }
     }
+}
+
+/// `[anti_virus]` (SPEC §3 step 3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AntiVirusSettings {
+    /// The engine bodies are sent to, with its address.
+    pub engine: AvEngine,
+    /// Largest body scanned, in bytes (at least 1); a larger one is `on_oversize`.
+    pub max_scan_size: u64,
+    /// A body larger than `max_scan_size`.
+    pub on_oversize: OnOversize,
+    /// The engine down, timing out or answering nonsense.
+    pub on_error: OnScanError,
+    /// Whether request bodies (uploads) are scanned too.
+    pub scan_uploads: bool,
+    /// Time allowed for one scan: connecting to the engine, sending it the body and
+    /// receiving its verdict. Exceeding it is an engine error (`on_error`).
+    pub timeout: Duration,
+}
+
+/// `anti_virus.engine` with its `anti_virus.url`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AvEngine {
+    /// `none` (default): nothing is scanned.
+    None,
+    /// `icap`: an ICAP server (RFC 3507), such as c-icap with ClamAV.
+    Icap(IcapService),
+    /// `clamd`: ClamAV's daemon, `INSTREAM`.
+    Clamd(ClamdAddress),
+}
+
+impl AvEngine {
+    /// The name used in the configuration.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AvEngine::None => "none",
+            AvEngine::Icap(_) => "icap",
+            AvEngine::Clamd(_) => "clamd",
+        }
+    }
+}
+
+/// An ICAP service: `icap://host[:port]/service` (port 1344 by default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IcapService {
+    /// Host name or IP address (an IPv6 address without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// The service path, with its leading `/` and any query (`/avscan`,
+    /// `/virus_scan?allow204=on`).
+    pub service: String,
+}
+
+impl IcapService {
+    /// `host:port`, with brackets around an IPv6 address: the `Host` header.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// `icap://host:port/service`: the request target of every ICAP request.
+    pub fn uri(&self) -> String {
+        format!("icap://{}{}", self.authority(), self.service)
+    }
+}
+
+/// Where clamd listens: `tcp://host[:port]` (port 3310 by default) or `unix:/path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClamdAddress {
+    /// A TCP socket.
+    Tcp {
+        /// Host name or IP address (an IPv6 address without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// A Unix socket; a relative path is resolved against the configuration's folder.
+    Unix(PathBuf),
+}
+
+/// `anti_virus.on_oversize`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnOversize {
+    /// Pass the body unscanned (default; verdict `unscanned`).
+    Allow,
+    /// Answer with the block page (403, reason `oversize`). Large downloads then fail.
+    Block,
+}
+
+impl OnOversize {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnOversize::Allow => "allow",
+            OnOversize::Block => "block",
+        }
+    }
+}
+
+/// `anti_virus.on_error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnScanError {
+    /// Answer with the block page (default; 503, reason `scan_failed`).
+    Block,
+    /// Pass the body unscanned (verdict `unscanned`). An attacker who can slow the engine
+    /// down gets content through unscanned.
+    Allow,
+}
+
+impl OnScanError {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnScanError::Block => "block",
+            OnScanError::Allow => "allow",
+        }
+    }
+}
+
+/// `[block_page]`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BlockPageSettings {
+    /// `block_page.template`, read at load time; `None` for the built-in page.
+    pub template: Option<BlockTemplate>,
+}
+
+/// A custom block-page template, with the `{reason}`, `{detail}`, `{url}`, `{rule}`
+/// and `{request_id}` placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockTemplate {
+    /// Where it was read from, resolved against the configuration's folder.
+    pub path: PathBuf,
+    /// Its content (UTF-8).
+    pub text: String,
 }
 
 /// `[log]`.

@@ -300,8 +300,18 @@ fn unknown_sections_and_keys_are_rejected_with_their_line() {
         ("[log]\nsyslog = \"udp://h:514\"\n", 2, "syslog"),
         ("[log]\nsyslog_format = \"json\"\n", 2, "syslog_format"),
         ("[limits]\n\n\nfoo = 1\n", 4, "foo"),
-        ("\n[anti_virus]\nengine = \"none\"\n", 2, "anti_virus"),
-        ("[[http_rules]]\nname = \"x\"\n", 1, "http_rules"),
+        (
+            "\n[anti_virus]\nengine = \"none\"\nsocket = \"x\"\n",
+            4,
+            "socket",
+        ),
+        (
+            "[[http_rules]]\nname = \"x\"\naction = \"allow\"\nusers = [\"bob\"]\n",
+            4,
+            "users",
+        ),
+        ("[block_page]\nfile = \"x\"\n", 2, "file"),
+        ("[anti_phishing]\nlist = []\n", 2, "list"),
         (
             "[[ssl_rules]]\nname = \"x\"\naction = \"bump\"\nusers = [\"bob\"]\n",
             4,

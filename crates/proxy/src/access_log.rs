@@ -46,6 +46,8 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub threat: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_cert: Option<&'static str>,

@@ -4,10 +4,16 @@
 
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
+use sluice_inspect::{render_template, BlockPageFields};
 
 /// Why a request was answered with the block page (the `X-Sluice-Block` value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockReason {
+    Rule,
+    Phishing,
+    Virus,
+    Oversize,
+    ScanFailed,
     CertError,
     UpstreamTlsFailed,
     HostMismatch,
@@ -16,6 +22,11 @@ pub enum BlockReason {
 impl BlockReason {
     pub fn as_str(&self) -> &'static str {
         match self {
+            BlockReason::Rule => "rule",
+            BlockReason::Phishing => "phishing",
+            BlockReason::Virus => "virus",
+            BlockReason::Oversize => "oversize",
+            BlockReason::ScanFailed => "scan_failed",
             BlockReason::CertError => "cert_error",
             BlockReason::UpstreamTlsFailed => "upstream_tls_failed",
             BlockReason::HostMismatch => "host_mismatch",
@@ -24,6 +35,11 @@ impl BlockReason {
 
     fn headline(&self) -> &'static str {
         match self {
+            BlockReason::Rule => "This page is blocked by your organisation's policy",
+            BlockReason::Phishing => "This page is a known phishing site",
+            BlockReason::Virus => "A virus was found in this download",
+            BlockReason::Oversize => "This download is too large to be checked for viruses",
+            BlockReason::ScanFailed => "This content could not be checked for viruses",
             BlockReason::CertError => "The site's certificate is not valid",
             BlockReason::UpstreamTlsFailed => "The site's secure connection failed",
             BlockReason::HostMismatch => "The request does not match the site it was sent to",
@@ -32,6 +48,27 @@ impl BlockReason {
 
     fn advice(&self) -> &'static str {
         match self {
+            BlockReason::Rule => {
+                "If you need this page for your work, ask your network administrator to \
+                 review the rule named below."
+            }
+            BlockReason::Phishing => {
+                "Phishing sites imitate trusted ones to steal passwords and payment details. \
+                 Do not enter any information. If you believe this is a mistake, tell your \
+                 network administrator."
+            }
+            BlockReason::Virus => {
+                "The file was stopped before it reached your computer. Nothing was saved. \
+                 If you expected this file, contact its sender or your administrator."
+            }
+            BlockReason::Oversize => {
+                "Files above the scanning limit are not delivered. Ask your network \
+                 administrator if you need it."
+            }
+            BlockReason::ScanFailed => {
+                "The virus scanner is unavailable, so the content was held back for your \
+                 safety. Try again in a few minutes; if it persists, tell your administrator."
+            }
             BlockReason::CertError => {
                 "Someone may be impersonating the site, or it is misconfigured. \
                  If you believe the site is safe, ask your network administrator to review it."
@@ -96,9 +133,27 @@ footer{{color:#8a90a0;font-size:.85rem;margin-top:1.5rem}}
         )
     }
 
-    /// The full response: `status`, the page, and the block headers.
-    pub fn response(&self, status: StatusCode) -> Response<Bytes> {
-        let mut response = Response::new(Bytes::from(self.render()));
+    /// The page from a configured template (`block_page.template`), whose placeholders
+    /// get HTML-escaped values.
+    fn render_template(&self, template: &str) -> String {
+        let fields = BlockPageFields {
+            reason: self.reason.as_str(),
+            detail: self.detail,
+            url: self.url,
+            rule: self.rule,
+            request_id: self.request_id,
+        };
+        render_template(template, &fields)
+    }
+
+    /// The full response: `status`, the page (from `template` when one is configured),
+    /// and the block headers.
+    pub fn response(&self, status: StatusCode, template: Option<&str>) -> Response<Bytes> {
+        let page = match template {
+            Some(template) => self.render_template(template),
+            None => self.render(),
+        };
+        let mut response = Response::new(Bytes::from(page));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -139,7 +194,7 @@ mod tests {
             rule: "default",
             request_id: "abc123",
         };
-        let response = page.response(StatusCode::BAD_GATEWAY);
+        let response = page.response(StatusCode::BAD_GATEWAY, None);
         assert_eq!(response.status(), 502);
         assert_eq!(response.headers()["x-sluice-block"], "cert_error");
         assert_eq!(response.headers()["cache-control"], "no-store");
@@ -148,5 +203,23 @@ mod tests {
         assert!(body.contains("https://evil.example/&lt;script&gt;"));
         assert!(!body.contains("<script>"));
         assert!(body.contains("abc123"));
+    }
+
+    #[test]
+    fn a_custom_template_gets_the_placeholders_escaped() {
+        let page = BlockPage {
+            reason: BlockReason::Virus,
+            detail: "Eicar-Signature",
+            url: "http://x.example/?a=<b>",
+            rule: "default",
+            request_id: "r1",
+        };
+        let template = "<h1>{reason}</h1><p>{detail}</p><a>{url}</a>{rule}/{request_id} {other}";
+        let response = page.response(StatusCode::FORBIDDEN, Some(template));
+        assert_eq!(response.headers()["x-sluice-block"], "virus");
+        assert_eq!(
+            std::str::from_utf8(response.body()).unwrap(),
+            "<h1>virus</h1><p>Eicar-Signature</p><a>http://x.example/?a=&lt;b&gt;</a>default/r1 {other}"
+        );
     }
 }

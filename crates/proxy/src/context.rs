@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use sluice_inspect::{Scanner, Spooler};
 use sluice_policy::{Config, LeafKey};
 use sluice_tls::ca::{CertificateAuthority, KeyKind};
 use sluice_tls::mint::{LeafKeyKind, Minter};
@@ -54,6 +55,9 @@ pub struct Proxy {
     pub(crate) log: AccessLog,
     pub(crate) local: LocalAddrs,
     pub(crate) plain: PlainClient,
+    /// The anti-virus engine (`[anti_virus]`), and where bodies wait for its verdict.
+    pub(crate) scanner: Scanner,
+    pub(crate) spooler: Spooler,
     /// One permit per accepted proxy connection (`limits.max_connections`).
     pub(crate) connection_slots: Arc<Semaphore>,
 }
@@ -97,6 +101,8 @@ impl Proxy {
             bypass,
             log,
             plain: PlainClient::new(limits.connect_timeout, local.clone()),
+            scanner: Scanner::new(&config.settings.anti_virus),
+            spooler: Spooler::new(config.settings.anti_virus.max_scan_size),
             local,
             connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
             config,

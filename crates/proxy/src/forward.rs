@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::access_log::{AccessLog, Record};
 use crate::block_page::BlockPage;
+use crate::context::Proxy;
 use crate::hop_by_hop::{add_via, strip_hop_by_hop};
 use crate::local_addrs::LocalAddrs;
 use crate::upstream::{dial, DialError};
@@ -53,14 +54,25 @@ pub fn client_http2(limits: &Limits) -> hyper::server::conn::http2::Builder<Toki
     builder
 }
 
-/// Every response sluice sends on an HTTP connection has this body type.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// Errors of the bodies sluice relays (hyper's, the spool file's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every body sluice relays, either way: straight from the peer, from a scan spool, or
+/// made in memory.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Box any body as a [`ProxyBody`].
+pub fn boxed<B>(body: B) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
 
 /// A body made in memory (block pages, errors).
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    boxed(Full::new(bytes.into()))
 }
 
 /// A fresh id shown on block pages and logged, so a user's report finds the log line.
@@ -82,6 +94,15 @@ pub fn http_record<B>(template: &Record, request: &Request<B>, url: String) -> R
     record.url = Some(url);
     record.request_id = Some(new_request_id());
     record
+}
+
+/// The absolute URL of a request as logged and matched by `url_regex` and the phishing
+/// lists: scheme and host lowercase, no default port.
+pub fn absolute_url(scheme: &str, authority: &str, path: &str) -> String {
+    let authority = authority.to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    format!("{scheme}://{authority}{path}")
 }
 
 /// Prepare a request for the upstream leg (`upgrade`: a WebSocket handshake).
@@ -109,16 +130,21 @@ pub fn text_response(status: StatusCode, why: &str) -> Response<ProxyBody> {
     response
 }
 
-/// Answer with the block page and log the request as blocked.
+/// Answer with the block page (the configured template, or the built-in page) and log
+/// the request as blocked, unless a more specific verdict is already set.
 pub fn block(
-    log: &AccessLog,
+    proxy: &Proxy,
     mut record: Record,
     page: &BlockPage<'_>,
     status: StatusCode,
 ) -> Response<ProxyBody> {
-    let (parts, body) = page.response(status).into_parts();
+    let template = proxy.config.settings.block_page.template.as_ref();
+    let (parts, body) = page
+        .response(status, template.map(|t| t.text.as_str()))
+        .into_parts();
+    let log = &proxy.log;
     record.status = Some(status.as_u16());
-    record.verdict = Some("blocked");
+    record.verdict.get_or_insert("blocked");
     record.bytes_down = Some(body.len() as u64);
     log.write(&record);
     Response::from_parts(parts, full(body))
@@ -141,27 +167,27 @@ pub fn refuse(
 pub fn relay_response(
     log: &AccessLog,
     mut record: Record,
-    mut response: Response<Incoming>,
+    mut response: Response<ProxyBody>,
     upgrade: bool,
 ) -> Response<ProxyBody> {
     let switching = upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS;
     prepare_response(&mut response, switching);
     record.status = Some(response.status().as_u16());
-    record.verdict = Some("allowed");
+    record.verdict.get_or_insert("allowed");
     response.map(|body| {
         LoggedBody {
             inner: body,
             bytes: 0,
             pending: Some((record, log.clone(), Instant::now())),
         }
-        .boxed()
+        .boxed_unsync()
     })
 }
 
 /// A response body that counts its bytes and writes the request's record when it is
 /// finished or dropped (client gone), exactly once.
 struct LoggedBody {
-    inner: Incoming,
+    inner: ProxyBody,
     bytes: u64,
     pending: Option<(Record, AccessLog, Instant)>,
 }
@@ -181,12 +207,12 @@ impl LoggedBody {
 
 impl Body for LoggedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -235,7 +261,7 @@ pub fn upstream_failure(error: &(dyn std::error::Error + 'static)) -> (StatusCod
 
 /// Pooled upstream connections for plain HTTP.
 pub struct PlainClient {
-    client: Client<UpstreamConnector, Incoming>,
+    client: Client<UpstreamConnector, ProxyBody>,
 }
 
 impl PlainClient {
@@ -252,7 +278,7 @@ impl PlainClient {
 
     pub async fn send(
         &self,
-        request: Request<Incoming>,
+        request: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         self.client.request(request).await
     }
@@ -295,4 +321,26 @@ pub fn uri_host(uri: &Uri) -> String {
     host.trim_start_matches('[')
         .trim_end_matches(']')
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_logged_with_a_lowercase_host_and_no_default_port() {
+        assert_eq!(
+            absolute_url("https", "Bank.Example:443", "/A?b=C"),
+            "https://bank.example/A?b=C"
+        );
+        assert_eq!(absolute_url("http", "[::1]:80", "/"), "http://[::1]/");
+        assert_eq!(
+            absolute_url("http", "example.com:8080", "/x"),
+            "http://example.com:8080/x"
+        );
+        assert_eq!(
+            absolute_url("https", "example.com:80", "/"),
+            "https://example.com:80/"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! keep-alive on the client side and forwarded over pooled upstream connections.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
@@ -13,9 +13,10 @@ use tokio::net::TcpStream;
 
 use crate::access_log::Record;
 use crate::context::Proxy;
+use crate::exchange::{exchange, Upstream};
 use crate::forward::{self, uri_host, ProxyBody};
+use crate::inspection::RequestInfo;
 use crate::rewind::Rewind;
-use crate::upgrade;
 
 /// Serve a client connection whose first request head (in `buffered`, with any bytes
 /// after it) is a plain HTTP proxy request.
@@ -48,10 +49,17 @@ pub async fn serve_plain(
 async fn forward_plain(
     proxy: &Proxy,
     template: &Record,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let url = request.uri().to_string();
-    let mut record = forward::http_record(template, &request, url);
+    let uri = request.uri();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = match uri.authority() {
+        Some(authority) => {
+            forward::absolute_url(uri.scheme_str().unwrap_or("http"), authority.as_str(), path)
+        }
+        None => uri.to_string(),
+    };
+    let mut record = forward::http_record(template, &request, url.clone());
     let log = &proxy.log;
     if request.method() == Method::CONNECT {
         let why = "CONNECT must be the first request on its connection";
@@ -61,22 +69,12 @@ async fn forward_plain(
         let why = "not a proxy request: the target must be an absolute http:// URL (use CONNECT for https)";
         return forward::refuse(log, record, StatusCode::BAD_REQUEST, why);
     }
-    record.host = Some(uri_host(request.uri()));
-    record.port = Some(request.uri().port_u16().unwrap_or(80));
-    let websocket = upgrade::is_websocket(&request);
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
-    forward::prepare_request(&mut request, websocket);
-    match proxy.plain.send(request).await {
-        Ok(mut response) => {
-            if let Some(client_upgrade) = client_upgrade {
-                let idle = proxy.config.settings.limits.idle_timeout;
-                upgrade::relay_if_switched(client_upgrade, &mut response, idle);
-            }
-            forward::relay_response(log, record, response, websocket)
-        }
-        Err(e) => {
-            let (status, why) = forward::upstream_failure(&e);
-            forward::refuse(log, record, status, &why)
-        }
-    }
+    let host = uri_host(request.uri());
+    let port = request.uri().port_u16().unwrap_or(80);
+    record.host = Some(host.clone());
+    record.port = Some(port);
+    let client = template.client.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    let dest_ip = host.parse().ok();
+    let info = RequestInfo::new(&request, client, Some(host), dest_ip, port, url);
+    exchange(proxy, record, info, request, Upstream::Plain(&proxy.plain)).await
 }

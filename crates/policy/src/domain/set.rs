@@ -9,6 +9,8 @@ use super::normalize;
 const SELF: u8 = 1;
 /// Every strict subdomain of the name matches.
 const SUBDOMAINS: u8 = 2;
+/// A caller's mark on the name itself; never a match (see [`DomainSet::mark`]).
+const MARK: u8 = 4;
 
 /// A set of domain patterns:
 ///
@@ -59,22 +61,55 @@ impl DomainSet {
         Ok(())
     }
 
-    /// Whether a normalized name (see [`normalize_domain`](super::normalize_domain)) matches a pattern of the set.
-    pub fn matches(&self, normalized_name: &str) -> bool {
-        if self.names.is_empty() {
-            return false;
-        }
-        if self.has(normalized_name, SELF) {
-            return true;
-        }
-        // Each `.` starts a parent name; `.` is ASCII, so the next byte is a char boundary.
-        normalized_name
-            .bytes()
-            .enumerate()
-            .any(|(i, b)| b == b'.' && self.has(&normalized_name[i + 1..], SUBDOMAINS))
+    /// Add a name already normalized (see [`normalize_domain`](super::normalize_domain))
+    /// with all its subdomains: the `.example.com` form, without parsing a pattern.
+    pub(crate) fn insert_with_subdomains(&mut self, normalized_name: &str) {
+        self.names.add(normalized_name, SELF | SUBDOMAINS);
     }
 
-    /// Number of distinct names (a name given as both `x` and `*.x` counts once).
+    /// Whether a normalized name (see [`normalize_domain`](super::normalize_domain)) matches a pattern of the set.
+    pub fn matches(&self, normalized_name: &str) -> bool {
+        self.matching(normalized_name).is_some()
+    }
+
+    /// The name of the pattern that matches a normalized name: the name itself, or else
+    /// its closest parent domain with a subdomain pattern.
+    pub fn matching<'n>(&self, normalized_name: &'n str) -> Option<&'n str> {
+        self.matching_and_mark(normalized_name).0
+    }
+
+    /// Mark a normalized name without making it match anything. The anti-phishing list
+    /// marks the hosts that have URL-prefix entries, so that the probe of the name
+    /// itself answers both "does a domain match" and "may a URL prefix".
+    pub(crate) fn mark(&mut self, normalized_name: &str) {
+        self.names.add(normalized_name, MARK);
+    }
+
+    /// [`DomainSet::matching`], and whether the name itself is marked.
+    pub(crate) fn matching_and_mark<'n>(
+        &self,
+        normalized_name: &'n str,
+    ) -> (Option<&'n str>, bool) {
+        if self.names.is_empty() {
+            return (None, false);
+        }
+        let bits = self.names.get(normalized_name);
+        let marked = bits & MARK != 0;
+        if bits & SELF != 0 {
+            return (Some(normalized_name), marked);
+        }
+        // Each `.` starts a parent name; `.` is ASCII, so the next byte is a char boundary.
+        let parent = normalized_name
+            .bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'.')
+            .map(|(i, _)| &normalized_name[i + 1..])
+            .find(|parent| self.has(parent, SUBDOMAINS));
+        (parent, marked)
+    }
+
+    /// Number of distinct names (a name given as both `x` and `*.x` counts once; a marked
+    /// name counts too).
     pub fn len(&self) -> usize {
         self.names.len()
     }

@@ -141,6 +141,21 @@ fn bad_patterns_are_rejected_with_a_reason() {
 }
 
 #[test]
+fn matching_names_the_closest_pattern() {
+    let s = set(&[
+        "example.com",
+        ".example.com",
+        "*.a.example.com",
+        "b.example.com",
+    ]);
+    assert_eq!(s.matching("example.com"), Some("example.com"));
+    assert_eq!(s.matching("x.a.example.com"), Some("a.example.com"));
+    assert_eq!(s.matching("a.example.com"), Some("example.com"));
+    assert_eq!(s.matching("x.b.example.com"), Some("example.com"));
+    assert_eq!(s.matching("example.org"), None);
+}
+
+#[test]
 fn empty_set_matches_nothing() {
     assert!(!DomainSet::new().matches("example.com"));
     assert!(!set(&["example.com"]).matches(""));

@@ -3,7 +3,7 @@
 //! upstream connection of this bump (re-opened and re-verified if the server closes it),
 //! or answered with the block page. WebSocket upgrades become a raw relay after `101`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +23,9 @@ use super::upstream::{self, Acceptance, H2};
 use crate::access_log::Record;
 use crate::block_page::{BlockPage, BlockReason};
 use crate::context::Proxy;
+use crate::exchange::{exchange, Upstream};
 use crate::forward::{self, ProxyBody};
-use crate::upgrade;
+use crate::inspection::RequestInfo;
 
 /// How the requests of a bumped connection are answered.
 pub(super) enum Mode {
@@ -39,13 +40,17 @@ pub(super) struct BumpedHttp {
     pub template: Record,
     /// The SNI, for the domain-fronting check.
     pub sni: Option<String>,
+    /// For the HTTP rules: the client, and the server the connection reached.
+    pub client: IpAddr,
+    pub dest_ip: IpAddr,
+    pub port: u16,
     /// `host[:port]` for requests that name no authority.
     pub default_authority: String,
     pub mode: Mode,
 }
 
 impl BumpedHttp {
-    pub async fn handle(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let authority =
             request_authority(&request).unwrap_or_else(|| self.default_authority.clone());
         let path = request
@@ -53,9 +58,8 @@ impl BumpedHttp {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let url = format!("https://{authority}{path}");
+        let url = forward::absolute_url("https", &authority, &path);
         let record = forward::http_record(&self.template, &request, url.clone());
-        let log = &self.proxy.log;
         let block = |reason: BlockReason, detail: &str, status: StatusCode, record: Record| {
             let rule = self.template.rule.as_deref().unwrap_or("default");
             let request_id = record.request_id.clone().unwrap_or_default();
@@ -66,7 +70,7 @@ impl BumpedHttp {
                 rule,
                 request_id: &request_id,
             };
-            forward::block(log, record, &page, status)
+            forward::block(&self.proxy, record, &page, status)
         };
         let link = match &self.mode {
             Mode::Block { reason, detail } => {
@@ -90,19 +94,21 @@ impl BumpedHttp {
                 );
             }
         }
-        let upgrading = upgrade::is_websocket(&request) || upgrade::is_extended_connect(&request);
-        let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
-        forward::prepare_request(&mut request, upgrading);
-        match link.send(request, &authority, &path).await {
-            Ok(mut response) => {
-                if let Some(client_upgrade) = client_upgrade {
-                    let idle = self.proxy.config.settings.limits.idle_timeout;
-                    upgrade::relay_if_switched(client_upgrade, &mut response, idle);
-                }
-                forward::relay_response(log, record, response, upgrading)
-            }
-            Err(why) => forward::refuse(log, record, StatusCode::BAD_GATEWAY, &why),
-        }
+        let host = authority_host(&authority).to_string();
+        let info = RequestInfo::new(
+            &request,
+            self.client,
+            Some(host),
+            Some(self.dest_ip),
+            self.port,
+            url,
+        );
+        let upstream = Upstream::Bumped {
+            link,
+            authority: &authority,
+            path: &path,
+        };
+        exchange(&self.proxy, record, info, request, upstream).await
     }
 }
 
@@ -138,12 +144,12 @@ fn authority_host(authority: &str) -> &str {
 }
 
 enum Sender {
-    H1(http1::SendRequest<Incoming>),
-    H2(http2::SendRequest<Incoming>),
+    H1(http1::SendRequest<ProxyBody>),
+    H2(http2::SendRequest<ProxyBody>),
 }
 
 /// The connection to the server, HTTP/1.1 or HTTP/2 as the server selected.
-pub(super) struct UpstreamLink {
+pub(crate) struct UpstreamLink {
     sender: Mutex<Option<Sender>>,
     /// Whether the HTTP/2 server allows extended CONNECT (RFC 8441); `None` for HTTP/1.1.
     extended_connect: Option<ExtendedConnect>,
@@ -160,7 +166,7 @@ pub(super) struct Redial {
 }
 
 impl UpstreamLink {
-    pub async fn open(stream: TlsStream<TcpStream>, redial: Redial) -> Result<Self, String> {
+    pub(super) async fn open(stream: TlsStream<TcpStream>, redial: Redial) -> Result<Self, String> {
         let (sender, extended_connect) = handshake(stream, &redial.proxy).await?;
         Ok(UpstreamLink {
             sender: Mutex::new(Some(sender)),
@@ -172,7 +178,7 @@ impl UpstreamLink {
     /// May the client be offered WebSocket over HTTP/2 (RFC 8441)? Only when the server
     /// offers it to us: waits (at most `timeout`) for the server's SETTINGS, which every
     /// HTTP/2 server sends first and which have usually arrived already.
-    pub async fn extended_connect(&self, timeout: Duration) -> bool {
+    pub(super) async fn extended_connect(&self, timeout: Duration) -> bool {
         let Some(mut verdict) = self.extended_connect.clone() else {
             return false;
         };
@@ -182,9 +188,9 @@ impl UpstreamLink {
 
     /// Send one request in the form the upstream protocol needs. HTTP/2 requests are
     /// multiplexed; HTTP/1.1 ones wait for the previous exchange.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<ProxyBody>,
         authority: &str,
         path: &str,
     ) -> Result<Response<Incoming>, String> {

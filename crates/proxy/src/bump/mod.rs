@@ -25,7 +25,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use self::http::{BumpedHttp, Mode, Redial, UpstreamLink};
+pub(crate) use self::http::UpstreamLink;
+use self::http::{BumpedHttp, Mode, Redial};
 use self::upstream::{Acceptance, HandshakeFailure, Verified, H2, HTTP11};
 use crate::access_log::Record;
 use crate::block_page::BlockReason;
@@ -180,6 +181,11 @@ pub async fn bump(
         proxy: proxy.clone(),
         template: record.clone(),
         sni: target.sni.map(str::to_string),
+        client: record
+            .client
+            .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+        dest_ip: target.dest_ip,
+        port: target.port,
         default_authority,
         mode,
     });

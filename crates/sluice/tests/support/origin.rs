@@ -35,6 +35,8 @@ pub struct OriginOptions {
     pub alpn: Vec<&'static str>,
     /// Require a client certificate signed by this CA (DER).
     pub client_ca: Option<Vec<u8>>,
+    /// Extra files served at `/files/NAME` with their content type.
+    pub files: Vec<(&'static str, &'static str, Vec<u8>)>,
 }
 
 /// What an origin saw.
@@ -50,6 +52,8 @@ pub struct Seen {
     pub requests: Mutex<Vec<(String, String, Vec<String>)>>,
     /// The HTTP version of each request ("HTTP/1.1", "HTTP/2.0").
     pub versions: Mutex<Vec<String>>,
+    /// Files served at `/files/NAME`: name, content type, bytes.
+    files: Mutex<Vec<(&'static str, &'static str, Vec<u8>)>>,
 }
 
 pub struct Origin {
@@ -81,6 +85,7 @@ impl Origin {
         };
         let client_ca = options.client_ca.clone();
         let acceptor = options.tls.map(|leaf| tls_acceptor(leaf, &alpn, client_ca));
+        *seen.files.lock().unwrap() = options.files;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task_seen = seen.clone();
         std::thread::spawn(move || {
@@ -226,6 +231,26 @@ async fn route(request: Request<Incoming>, seen: &Seen) -> Response<OriginBody> 
             text(body)
         }
         "/headers" => text(headers.join("\n")),
+        p if p.starts_with("/files/") => {
+            let files = seen.files.lock().unwrap();
+            match files
+                .iter()
+                .find(|(name, _, _)| p["/files/".len()..] == **name)
+            {
+                Some((_, content_type, bytes)) => {
+                    let mut response = text(bytes.clone());
+                    response
+                        .headers_mut()
+                        .insert("content-type", content_type.parse().unwrap());
+                    response
+                }
+                None => {
+                    let mut response = text("no such file");
+                    *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+                    response
+                }
+            }
+        }
         "/chunked" => Response::new(
             Chunks(
                 ["first chunk,", " second chunk,", " last chunk"]

@@ -1,0 +1,333 @@
+//! The inspection pipeline of SPEC §3, the same for plain HTTP and for requests inside
+//! bumped connections: HTTP rules on the request, Anti-Phishing, Anti-Virus on uploads
+//! (with `scan_uploads`), HTTP rules on the response's content type, Anti-Virus on the
+//! response body. A scanned body is held in a spool until the engine's verdict: not a
+//! byte of it reaches the other side before.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::{request, HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use sluice_inspect::{AvVerdict, BlockCause, ScanOutcome, SpoolError, SpoolReader, SpooledBody};
+use sluice_policy::{HttpAction, HttpFacts};
+
+use crate::block_page::BlockReason;
+use crate::context::Proxy;
+use crate::forward::{boxed, BoxError, ProxyBody};
+
+/// What the HTTP rules see of one request, owned so that it outlives the request.
+pub struct RequestInfo {
+    pub client: IpAddr,
+    pub user_agent: Option<String>,
+    /// The host without port or brackets.
+    pub host: Option<String>,
+    pub dest_ip: Option<IpAddr>,
+    pub port: u16,
+    pub method: String,
+    /// The absolute URL, as logged.
+    pub url: String,
+}
+
+impl RequestInfo {
+    pub fn new<B>(
+        request: &Request<B>,
+        client: IpAddr,
+        host: Option<String>,
+        dest_ip: Option<IpAddr>,
+        port: u16,
+        url: String,
+    ) -> Self {
+        RequestInfo {
+            client,
+            user_agent: header(request.headers(), USER_AGENT.as_str()),
+            host,
+            dest_ip,
+            port,
+            method: request.method().to_string(),
+            url,
+        }
+    }
+
+    fn facts<'a>(&'a self, content_type: Option<&'a str>) -> HttpFacts<'a> {
+        HttpFacts {
+            client: self.client,
+            user: None,
+            user_agent: self.user_agent.as_deref(),
+            host: self.host.as_deref(),
+            dest_ip: self.dest_ip,
+            port: self.port,
+            method: &self.method,
+            url: &self.url,
+            content_type,
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Why the pipeline answers with the block page, and what the log says.
+#[derive(Debug)]
+pub struct Blocked {
+    pub reason: BlockReason,
+    pub status: StatusCode,
+    pub detail: String,
+    pub rule: String,
+    pub verdict: &'static str,
+    pub threat: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Blocked {
+    fn by_rule(rule: String) -> Self {
+        Blocked {
+            reason: BlockReason::Rule,
+            status: StatusCode::FORBIDDEN,
+            detail: format!("An HTTP rule of your organisation (\u{201c}{rule}\u{201d}) does not allow this request."),
+            rule,
+            verdict: "blocked",
+            threat: None,
+            error: None,
+        }
+    }
+
+    fn by_scan(cause: BlockCause, rule: &str) -> Self {
+        let (detail, threat, error) = match &cause {
+            BlockCause::Virus { threat } => (
+                format!("The content contains the threat {threat}."),
+                Some(threat.clone()),
+                None,
+            ),
+            BlockCause::Oversize => (
+                "The content is too large to be scanned for viruses.".to_string(),
+                None,
+                None,
+            ),
+            BlockCause::ScanFailed(e) => (
+                "The virus scanner could not check this content, so it was held back.".to_string(),
+                None,
+                Some(format!("scan_failed: {e}")),
+            ),
+        };
+        Blocked {
+            reason: match cause {
+                BlockCause::Virus { .. } => BlockReason::Virus,
+                BlockCause::Oversize => BlockReason::Oversize,
+                BlockCause::ScanFailed(_) => BlockReason::ScanFailed,
+            },
+            status: cause.status(),
+            detail,
+            rule: rule.to_string(),
+            verdict: cause.verdict(),
+            threat,
+            error,
+        }
+    }
+}
+
+/// The request passed: whether its bodies are to be scanned, and the deciding rule.
+pub struct Passed {
+    pub scan: bool,
+    pub rule: String,
+}
+
+/// HTTP rules then Anti-Phishing (SPEC §3 steps 1–2).
+pub fn check_request(proxy: &Proxy, info: &RequestInfo) -> Result<Passed, Blocked> {
+    let policy = &proxy.config.policy;
+    let decision = policy.decide_http_request(&info.facts(None));
+    match decision.action {
+        HttpAction::Block => Err(Blocked::by_rule(decision.rule)),
+        HttpAction::AllowUnscanned => Ok(Passed {
+            scan: false,
+            rule: decision.rule,
+        }),
+        HttpAction::Allow => {
+            if let Some(entry) = policy.phishing().check(&info.url) {
+                return Err(Blocked {
+                    reason: BlockReason::Phishing,
+                    status: StatusCode::FORBIDDEN,
+                    detail: format!("This address is on a phishing list ({entry})."),
+                    rule: decision.rule,
+                    verdict: "phishing",
+                    threat: None,
+                    error: None,
+                });
+            }
+            Ok(Passed {
+                scan: proxy.scanner.is_enabled(),
+                rule: decision.rule,
+            })
+        }
+    }
+}
+
+/// What a passed body carries into the log.
+#[derive(Debug, Default)]
+pub struct ScanNote {
+    /// The scan was skipped (oversize allowed, engine failure allowed).
+    pub unscanned: bool,
+    pub error: Option<String>,
+}
+
+/// Hold an upload until the engine has seen it (`anti_virus.scan_uploads`).
+pub async fn scan_upload(
+    proxy: &Proxy,
+    request: Request<ProxyBody>,
+    rule: &str,
+) -> Result<(Request<ProxyBody>, ScanNote), Blocked> {
+    let (parts, body) = request.into_parts();
+    let held = match hold(proxy, body).await {
+        Ok(held) => held,
+        Err(e) => {
+            return Err(Blocked::by_scan(
+                BlockCause::ScanFailed(sluice_inspect::ScanError::Spool(e)),
+                rule,
+            ))
+        }
+    };
+    let (body, note) = match held {
+        Held::Whole(spooled) => {
+            let scanning: Pin<Box<dyn std::future::Future<Output = ScanOutcome> + Send + '_>> =
+                Box::pin(proxy.scanner.scan_request(&parts, &spooled));
+            let outcome = scanning.await;
+            let note = judge(proxy, outcome, rule)?;
+            (boxed(spooled.reader()), note)
+        }
+        Held::Oversize(rest) => (rest, judge(proxy, ScanOutcome::Oversize, rule)?),
+    };
+    Ok((Request::from_parts(parts, body), note))
+}
+
+/// HTTP rules on the content type, then Anti-Virus on the body (SPEC §3 steps 1 and 3).
+/// `scan`: the request's rules allow scanning. `request`: the request's head, which
+/// ICAP sends along.
+pub async fn check_response(
+    proxy: &Proxy,
+    info: &RequestInfo,
+    mut passed: Passed,
+    request: &request::Parts,
+    response: Response<ProxyBody>,
+) -> Result<(Response<ProxyBody>, ScanNote, String), Blocked> {
+    let content_type = header(response.headers(), CONTENT_TYPE.as_str());
+    if let Some(decision) = proxy
+        .config
+        .policy
+        .decide_http_response(&info.facts(content_type.as_deref()))
+    {
+        match decision.action {
+            HttpAction::Block => return Err(Blocked::by_rule(decision.rule)),
+            HttpAction::AllowUnscanned => passed.scan = false,
+            HttpAction::Allow => {}
+        }
+        passed.rule = decision.rule;
+    }
+    if !passed.scan || response.body().is_end_stream() {
+        let note = ScanNote {
+            unscanned: proxy.scanner.is_enabled(),
+            error: None,
+        };
+        return Ok((response, note, passed.rule));
+    }
+    let (mut parts, body) = response.into_parts();
+    let held = hold(proxy, body).await.map_err(|e| {
+        Blocked::by_scan(
+            BlockCause::ScanFailed(sluice_inspect::ScanError::Spool(e)),
+            &passed.rule,
+        )
+    })?;
+    let (body, note) = match held {
+        Held::Whole(spooled) => {
+            let scanning: Pin<Box<dyn std::future::Future<Output = ScanOutcome> + Send + '_>> =
+                Box::pin(proxy.scanner.scan_response(request, &parts, &spooled));
+            let outcome = scanning.await;
+            let note = judge(proxy, outcome, &passed.rule)?;
+            // The length is known now: say so rather than chunk it.
+            parts.headers.insert(CONTENT_LENGTH, spooled.len().into());
+            (boxed(spooled.reader()), note)
+        }
+        Held::Oversize(rest) => (rest, judge(proxy, ScanOutcome::Oversize, &passed.rule)?),
+    };
+    Ok((Response::from_parts(parts, body), note, passed.rule))
+}
+
+fn judge(proxy: &Proxy, outcome: ScanOutcome, rule: &str) -> Result<ScanNote, Blocked> {
+    match AvVerdict::decide(outcome, &proxy.config.settings.anti_virus) {
+        AvVerdict::Pass { unscanned, error } => Ok(ScanNote {
+            unscanned,
+            error: error.map(|e| format!("scan_failed: {e}")),
+        }),
+        AvVerdict::Block(cause) => Err(Blocked::by_scan(cause, rule)),
+    }
+}
+
+enum Held {
+    /// The whole body, within `max_scan_size`.
+    Whole(SpooledBody),
+    /// Over `max_scan_size`: what was held, then the rest, to pass on unscanned if the
+    /// policy allows.
+    Oversize(ProxyBody),
+}
+
+/// Spool a body up to `max_scan_size`.
+async fn hold(proxy: &Proxy, mut body: ProxyBody) -> std::io::Result<Held> {
+    let mut writer = proxy.spooler.writer();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(std::io::Error::other)?;
+        let Ok(data) = frame.into_data() else {
+            // Trailers of a scanned body are not relayed.
+            continue;
+        };
+        match writer.push(data).await {
+            Ok(()) => {}
+            Err(SpoolError::TooLarge { rejected, .. }) => {
+                let held = writer.finish().await?;
+                let rest = Chain {
+                    held: Some(held.reader()),
+                    rejected: Some(rejected),
+                    rest: body,
+                };
+                return Ok(Held::Oversize(boxed(rest)));
+            }
+            Err(SpoolError::Io(e)) => return Err(e),
+        }
+    }
+    Ok(Held::Whole(writer.finish().await?))
+}
+
+/// An oversize body passed on: the spooled start, the chunk that overflowed, the rest.
+struct Chain {
+    held: Option<SpoolReader>,
+    rejected: Option<Bytes>,
+    rest: ProxyBody,
+}
+
+impl Body for Chain {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(held) = self.held.as_mut() {
+            match Pin::new(held).poll_frame(cx) {
+                Poll::Ready(None) => self.held = None,
+                Poll::Ready(Some(frame)) => return Poll::Ready(Some(frame.map_err(Into::into))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if let Some(rejected) = self.rejected.take() {
+            return Poll::Ready(Some(Ok(Frame::data(rejected))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
