@@ -11,7 +11,7 @@ use toml::Spanned;
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::diagnostics::Diagnostics;
 use crate::net::port_number;
-use crate::raw::{RawBlockPage, RawLimits, RawLog, RawProxy, RawTls};
+use crate::raw::{RawAdmin, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls};
 use crate::settings::{
     BlockPageSettings, BlockTemplate, HostMismatch, LeafKey, Limits, LogSettings, LogTarget,
     NonTls, SniMismatch, TlsSettings,
@@ -20,6 +20,7 @@ use crate::settings::{
 // SPEC §5 defaults; those of booleans and enums are written where they are applied.
 const DEFAULT_LISTEN: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 3128);
 const DEFAULT_CONNECT_PORT: u16 = 443;
+const DEFAULT_ADMIN_PORT: u16 = 3129;
 const DEFAULT_CA_CERT: &str = "sluice-data/ca.pem";
 const DEFAULT_CA_KEY: &str = "sluice-data/ca-key.pem";
 const DEFAULT_CERT_CACHE_SIZE: u64 = 10_000;
@@ -33,6 +34,27 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_MAX_HEADER_BYTES: u64 = 65_536;
 
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// `admin.listen`: `""` disables the admin endpoint.
+pub(crate) fn admin(raw: RawAdmin, diag: &mut Diagnostics<'_>) -> Option<SocketAddr> {
+    let Some(value) = raw.listen else {
+        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_ADMIN_PORT)));
+    };
+    let text = value.get_ref().trim();
+    if text.is_empty() {
+        return None;
+    }
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            diag.at(
+                value.span(),
+                format!("admin.listen: invalid address `{text}`, expected IP:PORT like \"127.0.0.1:3129\", or \"\" to disable"),
+            );
+            None
+        }
+    }
+}
 
 /// `proxy.listen` and `proxy.connect_ports`.
 pub(crate) fn proxy(raw: RawProxy, diag: &mut Diagnostics<'_>) -> (Vec<SocketAddr>, Vec<u16>) {

@@ -57,6 +57,7 @@ impl Config {
         let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
         let settings = Settings {
             listen,
+            admin_listen: compile::admin(raw.admin, &mut diag),
             connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),
             anti_virus: anti_virus::compile(raw.anti_virus, base_dir, &mut diag),

@@ -24,6 +24,7 @@ pub(crate) type SpannedList<T> = Spanned<Vec<Spanned<T>>>;
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawConfig {
     pub proxy: RawProxy,
+    pub admin: RawAdmin,
     pub tls: RawTls,
     pub ssl_rules: Vec<RawSslRule>,
     pub http_rules: Vec<RawHttpRule>,
@@ -33,6 +34,12 @@ pub(crate) struct RawConfig {
     pub block_page: RawBlockPage,
     pub log: RawLog,
     pub limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -15,6 +15,8 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// `proxy.connect_ports`: ports a CONNECT may reach (others: 403).
     pub connect_ports: Vec<u16>,
+    /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).
+    pub admin_listen: Option<SocketAddr>,
     /// `[tls]`.
     pub tls: TlsSettings,
     /// `[anti_virus]`.

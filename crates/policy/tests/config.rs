@@ -32,6 +32,7 @@ fn an_empty_file_has_every_spec_default() {
     let s = load("").settings;
     assert_eq!(s.listen, ["127.0.0.1:3128".parse::<SocketAddr>().unwrap()]);
     assert_eq!(s.connect_ports, [443]);
+    assert_eq!(s.admin_listen, Some("127.0.0.1:3129".parse().unwrap()));
     assert!(s.tls.decryption);
     assert_eq!(s.tls.default_action, SslAction::Bump);
     assert_eq!(s.tls.ca_cert, Path::new("conf/sluice-data/ca.pem"));
@@ -279,11 +280,10 @@ fn unknown_enum_values_are_rejected_with_their_line() {
 
 #[test]
 fn unknown_sections_and_keys_are_rejected_with_their_line() {
-    let e =
-        errors("[proxy]\nlisten = [\"127.0.0.1:3128\"]\n\n[admin]\nlisten = \"127.0.0.1:3129\"\n");
+    let e = errors("[proxy]\nlisten = [\"127.0.0.1:3128\"]\n\n[auth]\nrealm = \"x\"\n");
     assert_eq!(e.len(), 1);
     assert!(
-        e[0].starts_with("sluice.toml:4: unknown field `admin`"),
+        e[0].starts_with("sluice.toml:4: unknown field `auth`"),
         "{e:?}"
     );
     for (text, line, key) in [
@@ -563,4 +563,16 @@ fn load_names_the_file_as_given_and_resolves_paths_against_its_folder() {
     assert!(e[0]
         .to_string()
         .starts_with(&format!("{}: cannot read", missing.display())));
+}
+
+#[test]
+fn the_admin_endpoint_can_be_moved_or_disabled() {
+    let moved = load("[admin]\nlisten = \"[::1]:9000\"\n").settings;
+    assert_eq!(moved.admin_listen, Some("[::1]:9000".parse().unwrap()));
+    assert_eq!(load("[admin]\nlisten = \"\"\n").settings.admin_listen, None);
+    let e = errors("\n[admin]\nlisten = \"nowhere\"\n");
+    assert!(
+        e[0].starts_with("sluice.toml:3: admin.listen: invalid address"),
+        "{e:?}"
+    );
 }

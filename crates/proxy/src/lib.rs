@@ -9,6 +9,7 @@
 mod delegate;
 
 mod access_log;
+mod admin;
 mod block_page;
 mod bump;
 pub mod bypass;
@@ -32,5 +33,6 @@ mod upgrade;
 mod upstream;
 
 pub use access_log::AccessLog;
+pub use admin::{serve_admin, Admin};
 pub use context::{Proxy, ProxyError};
 pub use server::serve;

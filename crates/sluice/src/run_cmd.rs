@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sluice_policy::{Config, LogTarget};
 use sluice_proxy::bypass::BypassTable;
-use sluice_proxy::{AccessLog, Proxy};
+use sluice_proxy::{serve_admin, AccessLog, Admin, Proxy};
 use sluice_tls::ca::CertificateAuthority;
 use tokio::net::TcpListener;
 
@@ -53,30 +53,62 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         listeners.push(listener);
     }
+    let admin_listener = match config.settings.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (admin.listen)"))?,
+        ),
+        None => None,
+    };
     let bound: Vec<_> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    announce(&config, &ca, created, &bound);
+    let admin_bound = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    // A request to any of our own sockets, the admin one included, is a loop.
+    let own: Vec<_> = bound.iter().copied().chain(admin_bound).collect();
     let bypass = Arc::new(BypassTable::default());
-    let proxy = Proxy::new(config.clone(), Arc::new(ca), log, bound, bypass)?;
-    sluice_proxy::serve(proxy, listeners, shutdown_signal()).await;
+    let ca_pem = ca.cert_pem().to_string();
+    let ca_der = ca.cert_der().to_vec();
+    let fingerprint = ca.fingerprint_sha256();
+    let proxy = Proxy::new(config.clone(), Arc::new(ca), log, own, bypass)?;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopping = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    if let (Some(listener), Some(addr)) = (admin_listener, admin_bound) {
+        eprintln!(
+            "sluice: admin endpoint on http://{addr}/ (ca.pem, ca.der, healthz, explain, bypass)"
+        );
+        let admin = Arc::new(Admin {
+            proxy: proxy.clone(),
+            ca_pem,
+            ca_der,
+        });
+        tokio::spawn(serve_admin(admin, listener, stopping()));
+    }
+    announce(&config, &fingerprint, created, &bound);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    sluice_proxy::serve(proxy, listeners, stopping()).await;
     eprintln!("sluice: stopped");
     Ok(())
 }
 
 /// Tell the operator where the CA is and how to try the proxy.
-fn announce(
-    config: &Config,
-    ca: &CertificateAuthority,
-    created: bool,
-    bound: &[std::net::SocketAddr],
-) {
+fn announce(config: &Config, fingerprint: &str, created: bool, bound: &[std::net::SocketAddr]) {
     let cert = &config.settings.tls.ca_cert;
     let cert = std::fs::canonicalize(cert).unwrap_or_else(|_| cert.clone());
     let state = if created { "created" } else { "loaded" };
     eprintln!("sluice: CA certificate {state}: {}", cert.display());
-    eprintln!("sluice: CA SHA-256 fingerprint {}", ca.fingerprint_sha256());
+    eprintln!("sluice: CA SHA-256 fingerprint {fingerprint}");
     if let Some(addr) = bound.first() {
         eprintln!(
             "sluice: trust the CA certificate on your clients, or try: curl --cacert {} -x http://{addr} https://example.com/",

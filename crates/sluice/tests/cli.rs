@@ -28,7 +28,7 @@ fn the_first_run_creates_the_ca_and_says_how_to_use_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("sluice.toml"),
-        "[proxy]\nlisten = [\"127.0.0.1:0\"]\n",
+        "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let sluice = Sluice::spawn(dir, &["run", "-c", "sluice.toml"]);

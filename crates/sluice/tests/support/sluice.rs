@@ -16,6 +16,8 @@ use super::certs::TestPki;
 pub struct Sluice {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The admin endpoint, when enabled.
+    pub admin: Option<SocketAddr>,
     child: Child,
     stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -48,7 +50,7 @@ impl Sluice {
         pki.write_root(&dir.path().join("upstream-root.pem"));
         let ports: Vec<String> = config.connect_ports.iter().map(u16::to_string).collect();
         let text = format!(
-            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\n\n\
+            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
              [tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\nupstream_roots = [\"upstream-root.pem\"]\n{}\n\n\
              [log]\naccess = \"access.log\"\nlevel = \"debug\"\n\n[limits]\n{}\n\n{}\n",
             config.listen.unwrap_or("127.0.0.1:0"),
@@ -74,10 +76,16 @@ impl Sluice {
             .expect("starting sluice");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (listening, wait) = mpsc::channel();
+        let admin = Arc::new(Mutex::new(None));
+        let admin_seen = admin.clone();
         let lines = BufReader::new(child.stderr.take().unwrap());
         let kept = stderr.clone();
         std::thread::spawn(move || {
             for line in lines.lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("sluice: admin endpoint on http://") {
+                    let addr = rest.split('/').next().unwrap_or_default();
+                    *admin_seen.lock().unwrap() = addr.parse::<SocketAddr>().ok();
+                }
                 if let Some(addr) = line.strip_prefix("sluice: listening on ") {
                     let _ = listening.send(addr.parse::<SocketAddr>().unwrap());
                 }
@@ -94,9 +102,11 @@ impl Sluice {
                 );
             }
         };
+        let admin = *admin.lock().unwrap();
         Sluice {
             dir,
             addr,
+            admin,
             child,
             stderr,
         }
