@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,16 +62,35 @@ fn run_without_a_config_uses_the_embedded_default() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read stderr until sluice listens or says why it cannot (the embedded default's
+    // ports may be taken on this machine); bounded by the read thread's end or 20 s.
+    let (lines, seen) = std::sync::mpsc::channel();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.path().join("sluice-data/ca-key.pem").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    let mut stderr = String::new();
+    while let Ok(line) = seen.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if line.contains("listening on") || line.contains("cannot listen") {
+            break;
+        }
     }
-    // Whether or not port 3128 was free on this machine, the CA was made first.
     let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let _ = child.wait();
     assert!(dir.path().join("sluice-data/ca.pem").exists(), "{stderr}");
-    assert!(stderr.contains("127.0.0.1:3128"), "{stderr}");
+    assert!(
+        dir.path().join("sluice-data/ca-key.pem").exists(),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("127.0.0.1:3128") || stderr.contains("127.0.0.1:3129"),
+        "{stderr}"
+    );
 }
 
 #[test]
