@@ -84,10 +84,17 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// What the writer thread is asked to do.
+enum Message {
+    Line(String),
+    /// Write out everything queued before, then answer.
+    Flush(mpsc::Sender<()>),
+}
+
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct AccessLog {
-    lines: mpsc::Sender<String>,
+    lines: mpsc::Sender<Message>,
 }
 
 impl AccessLog {
@@ -103,7 +110,7 @@ impl AccessLog {
     }
 
     fn spawn(sink: Box<dyn Write + Send>) -> Self {
-        let (lines, queue) = mpsc::channel::<String>();
+        let (lines, queue) = mpsc::channel::<Message>();
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || write_lines(queue, sink))
@@ -117,22 +124,39 @@ impl AccessLog {
         match serde_json::to_string(record) {
             Ok(line) => {
                 // The receiver only goes away when the process is exiting.
-                let _ = self.lines.send(line);
+                let _ = self.lines.send(Message::Line(line));
             }
             Err(error) => tracing::error!(%error, "cannot encode an access-log record"),
+        }
+    }
+
+    /// Wait (at most `timeout`) until every record queued so far is written: before the
+    /// process exits.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        let (done, written) = mpsc::channel();
+        if self.lines.send(Message::Flush(done)).is_ok() {
+            let _ = written.recv_timeout(timeout);
         }
     }
 }
 
 /// Writes queued lines, flushing whenever the queue is momentarily empty so that records
 /// appear promptly without a syscall per line under load.
-fn write_lines(queue: mpsc::Receiver<String>, sink: Box<dyn Write + Send>) {
+fn write_lines(queue: mpsc::Receiver<Message>, sink: Box<dyn Write + Send>) {
     let mut out = BufWriter::new(sink);
-    while let Ok(line) = queue.recv() {
-        let mut next = Some(line);
-        while let Some(line) = next {
-            if writeln!(out, "{line}").is_err() {
-                return;
+    while let Ok(message) = queue.recv() {
+        let mut next = Some(message);
+        while let Some(message) = next {
+            match message {
+                Message::Line(line) => {
+                    if writeln!(out, "{line}").is_err() {
+                        return;
+                    }
+                }
+                Message::Flush(done) => {
+                    let _ = out.flush();
+                    let _ = done.send(());
+                }
             }
             next = queue.try_recv().ok();
         }

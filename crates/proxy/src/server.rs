@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -11,7 +12,11 @@ use crate::connection::handle_client;
 use crate::context::Proxy;
 use crate::replies::send_error;
 
-/// Accept on every listener until `shutdown` completes.
+/// How long running connections may take to finish once sluice is stopping.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Accept on every listener until `shutdown` completes; then stop accepting (the
+/// listening sockets close) and let running connections finish for up to 30 s.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listeners: Vec<TcpListener>,
@@ -23,6 +28,27 @@ pub async fn serve(
     }
     shutdown.await;
     accept_loops.shutdown().await;
+    drain(&proxy).await;
+}
+
+/// Wait until every connection slot is free again, or [`DRAIN`] has passed.
+async fn drain(proxy: &Proxy) {
+    let slots = u32::try_from(proxy.config.settings.limits.max_connections).unwrap_or(u32::MAX);
+    let running = || (slots as usize).saturating_sub(proxy.connection_slots.available_permits());
+    if running() == 0 {
+        return;
+    }
+    tracing::info!(
+        running = running(),
+        "stopped accepting; waiting up to 30 s for running connections"
+    );
+    let all_free = proxy.connection_slots.acquire_many(slots);
+    if tokio::time::timeout(DRAIN, all_free).await.is_err() {
+        tracing::warn!(
+            left = running(),
+            "connections still running after 30 s are closed"
+        );
+    }
 }
 
 async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {

@@ -72,7 +72,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     let ca_pem = ca.cert_pem().to_string();
     let ca_der = ca.cert_der().to_vec();
     let fingerprint = ca.fingerprint_sha256();
-    let proxy = Proxy::new(config.clone(), Arc::new(ca), log, own, bypass)?;
+    let proxy = Proxy::new(config.clone(), Arc::new(ca), log.clone(), own, bypass)?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stopping = move || {
@@ -98,6 +98,7 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
         let _ = stop.send(true);
     });
     sluice_proxy::serve(proxy, listeners, stopping()).await;
+    log.flush(std::time::Duration::from_secs(5));
     eprintln!("sluice: stopped");
     Ok(())
 }

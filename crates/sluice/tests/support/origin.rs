@@ -231,6 +231,7 @@ async fn route(request: Request<Incoming>, seen: &Seen) -> Response<OriginBody> 
             text(body)
         }
         "/headers" => text(headers.join("\n")),
+        "/slow" => slow_body(),
         p if p.starts_with("/files/") => {
             let files = seen.files.lock().unwrap();
             match files
@@ -337,4 +338,19 @@ async fn echo_messages(upgrade: hyper::upgrade::OnUpgrade) {
             break;
         }
     }
+}
+
+/// Ten chunks of 100 bytes, 200 ms apart: a download that takes two seconds.
+fn slow_body() -> Response<OriginBody> {
+    let chunks = futures_util::stream::unfold(0u32, |sent| async move {
+        if sent == 10 {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        Some((
+            Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 100]))),
+            sent + 1,
+        ))
+    });
+    Response::new(http_body_util::StreamBody::new(chunks).boxed())
 }
