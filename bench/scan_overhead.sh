@@ -39,9 +39,10 @@ StreamMaxLength 1000M
 LogFile $work/clamd.log
 CONF
 clamd=$(command -v clamd || echo /usr/sbin/clamd)
-"$clamd" --config-file="$work/clamd.conf" & pids+=($!)
+"$clamd" --config-file="$work/clamd.conf" >/dev/null 2>&1 & pids+=($!)
 
-start_sluice() { # NAME EXTRA_CONFIG -> prints the port
+started_port=""
+start_sluice() { # NAME EXTRA_CONFIG; sets started_port (no subshell: its pid must be kept)
   local port; port=$(free_port)
   cat > "$work/$1.toml" <<CONF
 [proxy]
@@ -56,18 +57,20 @@ access = "$work/$1.log"
 level = "warn"
 $2
 CONF
-  "$sluice" run -c "$work/$1.toml" 2>>"$work/$1.stderr" & pids+=($!)
+  "$sluice" run -c "$work/$1.toml" >/dev/null 2>>"$work/$1.stderr" & pids+=($!)
   wait_port "$port"
-  echo "$port"
+  started_port=$port
 }
 "$sluice" ca init --dir "$work/ca" >/dev/null 2>&1
 mv "$work/ca/ca.pem" "$work/ca/ca-key.pem" "$work/"
-plain_port=$(start_sluice plain "")
-scan_port=$(start_sluice scan "[anti_virus]
+start_sluice plain ""
+plain_port=$started_port
+start_sluice scan "[anti_virus]
 engine = \"clamd\"
 url = \"tcp://127.0.0.1:$clamd_port\"
 max_scan_size = \"1GiB\"
-timeout = \"300s\"")
+timeout = \"300s\""
+scan_port=$started_port
 wait_port "$origin_port"
 wait_port "$clamd_port"
 

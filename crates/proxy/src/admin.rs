@@ -21,13 +21,19 @@ use tokio::net::TcpListener;
 
 use crate::context::Proxy;
 use crate::forward::{full, ProxyBody};
+use crate::server::CurrentProxy;
 
-/// What the endpoint serves besides the proxy's own state.
+/// Applies a new configuration (`POST /reload`, SIGHUP): the binary knows where it is.
+pub trait Reload: Send + Sync {
+    /// Load and swap in the configuration; on failure, every error (`FILE:LINE: msg`)
+    /// and nothing changed.
+    fn reload(&self) -> Result<(), Vec<String>>;
+}
+
+/// What the endpoint serves from.
 pub struct Admin {
-    pub proxy: Arc<Proxy>,
-    /// The proxy CA certificate, PEM and DER.
-    pub ca_pem: String,
-    pub ca_der: Vec<u8>,
+    pub current: CurrentProxy,
+    pub reloader: Arc<dyn Reload>,
 }
 
 /// Serve admin requests until `shutdown` completes.
@@ -45,7 +51,7 @@ pub async fn serve_admin(
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
                     let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(route(&admin, request)) }
+                    async move { Ok::<_, Infallible>(route(&admin, request).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -59,26 +65,28 @@ pub async fn serve_admin(
     }
 }
 
-fn route(admin: &Admin, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn route(admin: &Admin, request: Request<Incoming>) -> Response<ProxyBody> {
     let path = request.uri().path();
+    let proxy = admin.current.load_full();
     match (request.method(), path) {
         (&Method::GET, "/ca.pem") => body(
             StatusCode::OK,
             "application/x-pem-file",
-            admin.ca_pem.clone(),
+            proxy.ca_pem.clone(),
         ),
         (&Method::GET, "/ca.der") => body(
             StatusCode::OK,
             "application/pkix-cert",
-            admin.ca_der.clone(),
+            proxy.ca_der.clone(),
         ),
         (&Method::GET, "/healthz") => body(StatusCode::OK, "text/plain", "ok\n"),
-        (&Method::GET, "/explain") => explain(admin, request.uri().query().unwrap_or("")),
-        (&Method::GET, "/bypass") => list_bypass(admin),
+        (&Method::GET, "/explain") => explain(&proxy, request.uri().query().unwrap_or("")),
+        (&Method::GET, "/bypass") => list_bypass(&proxy),
         (&Method::DELETE, p) if p.starts_with("/bypass/") => {
-            delete_bypass(admin, &p["/bypass/".len()..])
+            delete_bypass(&proxy, &p["/bypass/".len()..])
         }
-        (_, "/ca.pem" | "/ca.der" | "/healthz" | "/explain" | "/bypass") => body(
+        (&Method::POST, "/reload") => reload(admin).await,
+        (_, "/ca.pem" | "/ca.der" | "/healthz" | "/explain" | "/bypass" | "/reload") => body(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
@@ -105,8 +113,24 @@ fn json_body(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBod
     body(status, "application/json", format!("{value}\n"))
 }
 
+/// `POST /reload`: 200 `{"ok":true}`, or 422 with the errors and nothing changed.
+async fn reload(admin: &Admin) -> Response<ProxyBody> {
+    let reloader = admin.reloader.clone();
+    // Loading lists and generating keys is blocking work.
+    let reloaded = tokio::task::spawn_blocking(move || reloader.reload())
+        .await
+        .unwrap_or_else(|e| Err(vec![format!("the reload failed: {e}")]));
+    match reloaded {
+        Ok(()) => json_body(StatusCode::OK, &json!({"ok": true})),
+        Err(errors) => json_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"ok": false, "errors": errors}),
+        ),
+    }
+}
+
 /// `GET /explain?host=H&sni=S&client=IP&port=N`: `sluice explain` as JSON.
-fn explain(admin: &Admin, query: &str) -> Response<ProxyBody> {
+fn explain(proxy: &Proxy, query: &str) -> Response<ProxyBody> {
     let param = |name: &str| {
         form_urlencoded_pairs(query)
             .find(|(key, _)| key == name)
@@ -152,7 +176,7 @@ fn explain(admin: &Admin, query: &str) -> Response<ProxyBody> {
         port,
     };
     let sni = param("sni");
-    let explanation = admin.proxy.config.policy.explain(&facts, sni.as_deref());
+    let explanation = proxy.config.policy.explain(&facts, sni.as_deref());
     json_body(
         StatusCode::OK,
         &explanation_json(&explanation, &host, sni.as_deref()),
@@ -186,9 +210,8 @@ fn explanation_json(explanation: &Explanation, host: &str, sni: Option<&str>) ->
 }
 
 /// `GET /bypass`: the learned bypasses in force.
-fn list_bypass(admin: &Admin) -> Response<ProxyBody> {
-    let entries: Vec<serde_json::Value> = admin
-        .proxy
+fn list_bypass(proxy: &Proxy) -> Response<ProxyBody> {
+    let entries: Vec<serde_json::Value> = proxy
         .bypass
         .list()
         .into_iter()
@@ -208,10 +231,10 @@ fn list_bypass(admin: &Admin) -> Response<ProxyBody> {
 }
 
 /// `DELETE /bypass/<sni>`: 204, or 404 when the name is not bypassed.
-fn delete_bypass(admin: &Admin, sni: &str) -> Response<ProxyBody> {
+fn delete_bypass(proxy: &Proxy, sni: &str) -> Response<ProxyBody> {
     let sni = percent_decode(sni);
     let name = sluice_policy::normalize_domain(&sni).unwrap_or(sni);
-    if admin.proxy.bypass.remove(&name) {
+    if proxy.bypass.remove(&name) {
         body(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
     } else {
         body(

@@ -32,7 +32,29 @@ pub enum ProxyError {
     Tls(String),
 }
 
-/// Shared state of a running proxy. Connections hold an `Arc` to it for their lifetime.
+/// What outlives a configuration generation: one per process.
+pub struct Shared {
+    /// Names learned as not bumpable.
+    pub bypass: Arc<BypassTable>,
+    /// One permit per accepted proxy connection (`limits.max_connections` as started;
+    /// a reload does not change it).
+    pub(crate) connection_slots: Arc<Semaphore>,
+    pub(crate) max_connections: usize,
+}
+
+impl Shared {
+    pub fn new(max_connections: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            bypass: Arc::new(BypassTable::default()),
+            connection_slots: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+        })
+    }
+}
+
+/// One configuration generation of a running proxy. Each connection holds an `Arc` to
+/// the generation it started in for its whole life, so a reload never changes the rules
+/// under a running connection.
 pub struct Proxy {
     pub(crate) config: Arc<Config>,
     /// Signs replacement certificates with the configured (trusted) CA.
@@ -52,25 +74,26 @@ pub struct Proxy {
     pub(crate) client_sessions: Arc<dyn rustls::server::StoresServerSessions>,
     /// Names learned as not bumpable; shared with later configuration generations.
     pub(crate) bypass: Arc<BypassTable>,
+    /// The proxy CA certificate, for the admin endpoint.
+    pub(crate) ca_pem: String,
+    pub(crate) ca_der: Vec<u8>,
     pub(crate) log: AccessLog,
     pub(crate) local: LocalAddrs,
     pub(crate) plain: PlainClient,
     /// The anti-virus engine (`[anti_virus]`), and where bodies wait for its verdict.
     pub(crate) scanner: Scanner,
     pub(crate) spooler: Spooler,
-    /// One permit per accepted proxy connection (`limits.max_connections`).
-    pub(crate) connection_slots: Arc<Semaphore>,
 }
 
 impl Proxy {
-    /// `listeners`: the addresses actually bound, for loop detection. `bypass`: the
-    /// learned-bypass table, kept across configuration generations.
+    /// `listeners`: the addresses actually bound, for loop detection. `shared`: what is
+    /// kept across configuration generations.
     pub fn new(
         config: Arc<Config>,
         ca: Arc<CertificateAuthority>,
         log: AccessLog,
         listeners: Vec<SocketAddr>,
-        bypass: Arc<BypassTable>,
+        shared: &Shared,
     ) -> Result<Arc<Self>, ProxyError> {
         let tls = &config.settings.tls;
         let leaf_key = match tls.leaf_key {
@@ -88,6 +111,8 @@ impl Proxy {
         let upstream_tls = Arc::new(upstream_tls);
         let local = LocalAddrs::new(listeners);
         let limits = &config.settings.limits;
+        let ca_pem = ca.cert_pem().to_string();
+        let ca_der = ca.cert_der().to_vec();
         Ok(Arc::new(Proxy {
             minter: Minter::new(ca, leaf_key, tls.cert_cache_size),
             untrusted_minter: Minter::new(Arc::new(untrusted_ca), leaf_key, tls.cert_cache_size),
@@ -98,13 +123,14 @@ impl Proxy {
             client_tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
                 .map_err(|e| ProxyError::Tls(e.to_string()))?,
             client_sessions: rustls::server::ServerSessionMemoryCache::new(CLIENT_SESSIONS),
-            bypass,
+            bypass: shared.bypass.clone(),
+            ca_pem,
+            ca_der,
             log,
             plain: PlainClient::new(limits.connect_timeout, local.clone()),
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size),
             local,
-            connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
             config,
         }))
     }

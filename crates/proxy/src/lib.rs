@@ -33,6 +33,6 @@ mod upgrade;
 mod upstream;
 
 pub use access_log::AccessLog;
-pub use admin::{serve_admin, Admin};
-pub use context::{Proxy, ProxyError};
-pub use server::serve;
+pub use admin::{serve_admin, Admin, Reload};
+pub use context::{Proxy, ProxyError, Shared};
+pub use server::{serve, CurrentProxy};

@@ -5,36 +5,41 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::connection::handle_client;
-use crate::context::Proxy;
+use crate::context::{Proxy, Shared};
 use crate::replies::send_error;
 
 /// How long running connections may take to finish once sluice is stopping.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// The configuration generation new connections start in; a reload swaps it.
+pub type CurrentProxy = Arc<ArcSwap<Proxy>>;
+
 /// Accept on every listener until `shutdown` completes; then stop accepting (the
 /// listening sockets close) and let running connections finish for up to 30 s.
 pub async fn serve(
-    proxy: Arc<Proxy>,
+    current: CurrentProxy,
+    shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
-        accept_loops.spawn(accept_loop(proxy.clone(), listener));
+        accept_loops.spawn(accept_loop(current.clone(), shared.clone(), listener));
     }
     shutdown.await;
     accept_loops.shutdown().await;
-    drain(&proxy).await;
+    drain(&shared).await;
 }
 
 /// Wait until every connection slot is free again, or [`DRAIN`] has passed.
-async fn drain(proxy: &Proxy) {
-    let slots = u32::try_from(proxy.config.settings.limits.max_connections).unwrap_or(u32::MAX);
-    let running = || (slots as usize).saturating_sub(proxy.connection_slots.available_permits());
+async fn drain(shared: &Shared) {
+    let slots = u32::try_from(shared.max_connections).unwrap_or(u32::MAX);
+    let running = || (slots as usize).saturating_sub(shared.connection_slots.available_permits());
     if running() == 0 {
         return;
     }
@@ -42,7 +47,7 @@ async fn drain(proxy: &Proxy) {
         running = running(),
         "stopped accepting; waiting up to 30 s for running connections"
     );
-    let all_free = proxy.connection_slots.acquire_many(slots);
+    let all_free = shared.connection_slots.acquire_many(slots);
     if tokio::time::timeout(DRAIN, all_free).await.is_err() {
         tracing::warn!(
             left = running(),
@@ -51,7 +56,7 @@ async fn drain(proxy: &Proxy) {
     }
 }
 
-async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
+async fn accept_loop(current: CurrentProxy, shared: Arc<Shared>, listener: TcpListener) {
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -62,9 +67,9 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
                 continue;
             }
         };
-        let proxy = proxy.clone();
-        match proxy.connection_slots.clone().try_acquire_owned() {
+        match shared.connection_slots.clone().try_acquire_owned() {
             Ok(permit) => {
+                let proxy = current.load_full();
                 tokio::spawn(async move {
                     handle_client(proxy, stream, peer).await;
                     drop(permit);

@@ -1,14 +1,15 @@
 //! `sluice run`: load the configuration and the CA, bind the listeners, serve until
 //! SIGTERM or Ctrl-C.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use sluice_policy::{Config, LogTarget};
-use sluice_proxy::bypass::BypassTable;
-use sluice_proxy::{serve_admin, AccessLog, Admin, Proxy};
+use sluice_proxy::{serve_admin, AccessLog, Admin, CurrentProxy, Proxy, Reload, Shared};
 use sluice_tls::ca::CertificateAuthority;
 use tokio::net::TcpListener;
 
@@ -24,7 +25,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?
-        .block_on(serve(Arc::new(config)))?;
+        .block_on(serve(Arc::new(config), config_path.map(Path::to_path_buf)))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -38,14 +39,10 @@ fn init_diagnostics(level: &str) {
         .init();
 }
 
-async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
+async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let tls = &config.settings.tls;
     let (ca, created) = CertificateAuthority::load_or_create(&tls.ca_cert, &tls.ca_key)?;
-    let log = match &config.settings.log.access {
-        LogTarget::Stdout => AccessLog::stdout(),
-        LogTarget::File(path) => AccessLog::file(path)
-            .with_context(|| format!("opening the access log {}", path.display()))?,
-    };
+    let log = open_log(&config.settings.log.access)?;
     let mut listeners = Vec::new();
     for addr in &config.settings.listen {
         let listener = TcpListener::bind(addr)
@@ -68,11 +65,23 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     let admin_bound = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     // A request to any of our own sockets, the admin one included, is a loop.
     let own: Vec<_> = bound.iter().copied().chain(admin_bound).collect();
-    let bypass = Arc::new(BypassTable::default());
-    let ca_pem = ca.cert_pem().to_string();
-    let ca_der = ca.cert_der().to_vec();
+    let shared = Shared::new(config.settings.limits.max_connections);
     let fingerprint = ca.fingerprint_sha256();
-    let proxy = Proxy::new(config.clone(), Arc::new(ca), log.clone(), own, bypass)?;
+    let proxy = Proxy::new(
+        config.clone(),
+        Arc::new(ca),
+        log.clone(),
+        own.clone(),
+        &shared,
+    )?;
+    let current: CurrentProxy = Arc::new(ArcSwap::new(proxy));
+    let reloader = Arc::new(Reloader {
+        path: config_path,
+        current: current.clone(),
+        shared: shared.clone(),
+        own,
+        log: Mutex::new((config.settings.log.access.clone(), log.clone())),
+    });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stopping = move || {
@@ -86,21 +95,102 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
             "sluice: admin endpoint on http://{addr}/ (ca.pem, ca.der, healthz, explain, bypass)"
         );
         let admin = Arc::new(Admin {
-            proxy: proxy.clone(),
-            ca_pem,
-            ca_der,
+            current: current.clone(),
+            reloader: reloader.clone(),
         });
         tokio::spawn(serve_admin(admin, listener, stopping()));
     }
     announce(&config, &fingerprint, created, &bound);
+    tokio::spawn(reload_on_sighup(reloader));
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    sluice_proxy::serve(proxy, listeners, stopping()).await;
+    sluice_proxy::serve(current, shared, listeners, stopping()).await;
     log.flush(std::time::Duration::from_secs(5));
     eprintln!("sluice: stopped");
     Ok(())
+}
+
+fn open_log(target: &LogTarget) -> anyhow::Result<AccessLog> {
+    Ok(match target {
+        LogTarget::Stdout => AccessLog::stdout(),
+        LogTarget::File(path) => AccessLog::file(path)
+            .with_context(|| format!("opening the access log {}", path.display()))?,
+    })
+}
+
+/// Builds a new configuration generation from the file (SPEC §6 reload): a valid one
+/// takes effect for new connections, running ones keep theirs; an invalid one changes
+/// nothing. Listening sockets and `limits.max_connections` stay as started.
+struct Reloader {
+    /// The configuration file; `None` for the embedded default.
+    path: Option<PathBuf>,
+    current: CurrentProxy,
+    shared: Arc<Shared>,
+    /// Our own sockets, for loop detection.
+    own: Vec<SocketAddr>,
+    /// The access log in use and where it writes; reopened only when that changes.
+    log: Mutex<(LogTarget, AccessLog)>,
+}
+
+impl Reload for Reloader {
+    fn reload(&self) -> Result<(), Vec<String>> {
+        let result = self.build();
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded; new connections use it"),
+            Err(errors) => {
+                tracing::warn!(errors = ?errors, "reload refused; the running configuration stays")
+            }
+        }
+        result
+    }
+}
+
+impl Reloader {
+    fn build(&self) -> Result<(), Vec<String>> {
+        let config = match &self.path {
+            Some(path) => Config::load(path)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?,
+            None => Config::embedded_default(),
+        };
+        let tls = &config.settings.tls;
+        let ca = CertificateAuthority::load(&tls.ca_cert, &tls.ca_key)
+            .map_err(|e| vec![e.to_string()])?;
+        let mut log = self
+            .log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if log.0 != config.settings.log.access {
+            let reopened =
+                open_log(&config.settings.log.access).map_err(|e| vec![format!("{e:#}")])?;
+            *log = (config.settings.log.access.clone(), reopened);
+        }
+        let proxy = Proxy::new(
+            Arc::new(config),
+            Arc::new(ca),
+            log.1.clone(),
+            self.own.clone(),
+            &self.shared,
+        )
+        .map_err(|e| vec![e.to_string()])?;
+        self.current.store(proxy);
+        Ok(())
+    }
+}
+
+/// SIGHUP reloads the configuration, as `POST /reload` does.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot watch SIGHUP; reload with POST /reload on the admin endpoint");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let reloader = reloader.clone();
+        // Loading lists and generating keys is blocking work.
+        let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+    }
 }
 
 /// Tell the operator where the CA is and how to try the proxy.

@@ -25,7 +25,7 @@ fn sigterm_lets_a_running_download_finish_and_refuses_new_connections() {
     let download = std::thread::spawn(move || curl(&["-x", &proxy, &url]));
     // The download is under way (it takes two seconds) when SIGTERM arrives.
     std::thread::sleep(Duration::from_millis(500));
-    sluice.signal_term();
+    sluice.signal("TERM");
     std::thread::sleep(Duration::from_millis(300));
     let refused = curl(&[
         "-x",

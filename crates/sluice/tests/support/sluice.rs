@@ -48,8 +48,15 @@ impl Sluice {
     pub fn start(pki: &TestPki, config: SluiceConfig<'_>) -> Sluice {
         let dir = tempfile::tempdir().unwrap();
         pki.write_root(&dir.path().join("upstream-root.pem"));
+        let text = Self::config_text(&config);
+        std::fs::write(dir.path().join("sluice.toml"), text).unwrap();
+        Self::spawn(dir, &["run", "-c", "sluice.toml"])
+    }
+
+    /// The configuration file `start` writes for `config` (tests rewrite it to reload).
+    pub fn config_text(config: &SluiceConfig<'_>) -> String {
         let ports: Vec<String> = config.connect_ports.iter().map(u16::to_string).collect();
-        let text = format!(
+        format!(
             "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
              [tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\nupstream_roots = [\"upstream-root.pem\"]\n{}\n\n\
              [log]\naccess = \"access.log\"\nlevel = \"debug\"\n\n[limits]\n{}\n\n{}\n",
@@ -58,9 +65,7 @@ impl Sluice {
             config.tls,
             config.limits,
             config.rest
-        );
-        std::fs::write(dir.path().join("sluice.toml"), text).unwrap();
-        Self::spawn(dir, &["run", "-c", "sluice.toml"])
+        )
     }
 
     /// Run `sluice ARGS` in `dir` and wait until it listens.
@@ -126,10 +131,10 @@ impl Sluice {
         None
     }
 
-    /// Send SIGTERM without waiting.
-    pub fn signal_term(&self) {
+    /// Send a signal (`TERM`, `HUP`) without waiting.
+    pub fn signal(&self, name: &str) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status();
     }
 
