@@ -6,11 +6,13 @@ use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+use crate::metrics::Metrics;
 
 /// One access-log line. Every field but `ts` and `kind` is absent when unknown.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -82,6 +84,25 @@ fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()
+}
+
+/// Where finished records go: the access log, and the metrics that count them.
+#[derive(Clone)]
+pub struct Recorder {
+    log: AccessLog,
+    metrics: Arc<Metrics>,
+}
+
+impl Recorder {
+    pub fn new(log: AccessLog, metrics: Arc<Metrics>) -> Self {
+        Recorder { log, metrics }
+    }
+
+    /// Count the record and queue it for the log.
+    pub fn write(&self, record: &Record) {
+        self.metrics.record(record);
+        self.log.write(record);
+    }
 }
 
 /// What the writer thread is asked to do.

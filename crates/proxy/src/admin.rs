@@ -80,13 +80,17 @@ async fn route(admin: &Admin, request: Request<Incoming>) -> Response<ProxyBody>
             proxy.ca_der.clone(),
         ),
         (&Method::GET, "/healthz") => body(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/metrics") => metrics(&proxy).await,
         (&Method::GET, "/explain") => explain(&proxy, request.uri().query().unwrap_or("")),
         (&Method::GET, "/bypass") => list_bypass(&proxy),
         (&Method::DELETE, p) if p.starts_with("/bypass/") => {
             delete_bypass(&proxy, &p["/bypass/".len()..])
         }
         (&Method::POST, "/reload") => reload(admin).await,
-        (_, "/ca.pem" | "/ca.der" | "/healthz" | "/explain" | "/bypass" | "/reload") => body(
+        (
+            _,
+            "/ca.pem" | "/ca.der" | "/healthz" | "/metrics" | "/explain" | "/bypass" | "/reload",
+        ) => body(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
@@ -111,6 +115,20 @@ fn body(
 
 fn json_body(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     body(status, "application/json", format!("{value}\n"))
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+async fn metrics(proxy: &Proxy) -> Response<ProxyBody> {
+    let minters = [&proxy.minter, &proxy.untrusted_minter];
+    let hits = minters.iter().map(|m| m.cache_hits()).sum();
+    let misses = minters.iter().map(|m| m.cache_misses()).sum();
+    let size = proxy.minter.cache_size().await + proxy.untrusted_minter.cache_size().await;
+    let text = proxy.metrics.encode(hits, misses, size);
+    body(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        text,
+    )
 }
 
 /// `POST /reload`: 200 `{"ok":true}`, or 422 with the errors and nothing changed.

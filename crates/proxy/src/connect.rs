@@ -18,6 +18,7 @@ use crate::bump::{self, BumpTarget};
 use crate::client_hello_reader::{read_client_hello, HelloRead};
 use crate::context::Proxy;
 use crate::head::{parse_authority, RequestHead};
+use crate::metrics::Phase;
 use crate::relay::relay;
 use crate::replies::{send_error, CONNECTION_ESTABLISHED};
 use crate::upstream::dial;
@@ -70,9 +71,10 @@ async fn run(
         let why = format!("CONNECT to port {port} is not allowed");
         return refuse(record, &mut client, 403, &why, "port_not_allowed").await;
     }
-    let (upstream, dest_ip) = match dial(&host, port, settings.limits.connect_timeout, &proxy.local)
-        .await
-    {
+    let dialing = Instant::now();
+    let dialed = dial(&host, port, settings.limits.connect_timeout, &proxy.local).await;
+    proxy.metrics.phase(Phase::Connect, dialing.elapsed());
+    let (upstream, dest_ip) = match dialed {
         Ok(connected) => connected,
         Err(e) => return refuse(record, &mut client, e.status(), &e.to_string(), e.kind()).await,
     };
@@ -103,7 +105,10 @@ async fn run(
 
     record.stage = Some(Stage::ClientHello.as_str());
     let timeout = settings.limits.client_hello_timeout;
-    let (hello, held) = match read_client_hello(&mut client, early, timeout).await {
+    let reading = Instant::now();
+    let read = read_client_hello(&mut client, early, timeout).await;
+    proxy.metrics.phase(Phase::ClientHello, reading.elapsed());
+    let (hello, held) = match read {
         HelloRead::Hello { hello, held } => (hello, held),
         HelloRead::NotTls { held } => {
             record.error = Some("not_tls".into());

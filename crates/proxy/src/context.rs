@@ -13,11 +13,12 @@ use sluice_tls::mint::{LeafKeyKind, Minter};
 use sluice_tls::verify::UpstreamVerifier;
 use tokio::sync::Semaphore;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, Recorder};
 use crate::bump::CertificateRequestSeen;
 use crate::bypass::BypassTable;
 use crate::forward::PlainClient;
 use crate::local_addrs::LocalAddrs;
+use crate::metrics::Metrics;
 
 /// TLS sessions of returning clients kept for resumption.
 const CLIENT_SESSIONS: usize = 20_000;
@@ -36,6 +37,8 @@ pub enum ProxyError {
 pub struct Shared {
     /// Names learned as not bumpable.
     pub bypass: Arc<BypassTable>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// One permit per accepted proxy connection (`limits.max_connections` as started;
     /// a reload does not change it).
     pub(crate) connection_slots: Arc<Semaphore>,
@@ -46,6 +49,7 @@ impl Shared {
     pub fn new(max_connections: usize) -> Arc<Self> {
         Arc::new(Shared {
             bypass: Arc::new(BypassTable::default()),
+            metrics: Arc::new(Metrics::default()),
             connection_slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
         })
@@ -77,7 +81,9 @@ pub struct Proxy {
     /// The proxy CA certificate, for the admin endpoint.
     pub(crate) ca_pem: String,
     pub(crate) ca_der: Vec<u8>,
-    pub(crate) log: AccessLog,
+    /// The access log, and the metrics that count its records.
+    pub(crate) log: Recorder,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) local: LocalAddrs,
     pub(crate) plain: PlainClient,
     /// The anti-virus engine (`[anti_virus]`), and where bodies wait for its verdict.
@@ -126,7 +132,8 @@ impl Proxy {
             bypass: shared.bypass.clone(),
             ca_pem,
             ca_der,
-            log,
+            log: Recorder::new(log, shared.metrics.clone()),
+            metrics: shared.metrics.clone(),
             plain: PlainClient::new(limits.connect_timeout, local.clone()),
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size),

@@ -2,6 +2,8 @@
 //! inspection pipeline around the upstream exchange, the WebSocket switch, and the
 //! request's access-log record with its verdict.
 
+use std::time::Instant;
+
 use http::{request, Request, Response, StatusCode};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -12,6 +14,7 @@ use crate::bump::UpstreamLink;
 use crate::context::Proxy;
 use crate::forward::{self, boxed, PlainClient, ProxyBody};
 use crate::inspection::{self, Blocked, RequestInfo, ScanNote};
+use crate::metrics::Phase;
 use crate::upgrade;
 
 /// Where a request goes once the pipeline lets it.
@@ -80,7 +83,10 @@ pub async fn exchange(
             Err(blocked) => return block(proxy, record, &info, blocked),
         }
     }
-    let mut response = match upstream.send(request).await {
+    let sending = Instant::now();
+    let sent = upstream.send(request).await;
+    proxy.metrics.phase(Phase::FirstByte, sending.elapsed());
+    let mut response = match sent {
         Ok(response) => response,
         Err((status, why)) => return forward::refuse(log, record, status, &why),
     };

@@ -20,7 +20,7 @@ use sluice_policy::Limits;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::access_log::{AccessLog, Record};
+use crate::access_log::{Record, Recorder};
 use crate::block_page::BlockPage;
 use crate::context::Proxy;
 use crate::hop_by_hop::{add_via, strip_hop_by_hop};
@@ -152,7 +152,7 @@ pub fn block(
 
 /// Log a request that sluice answered itself with an error.
 pub fn refuse(
-    log: &AccessLog,
+    log: &Recorder,
     mut record: Record,
     status: StatusCode,
     why: &str,
@@ -165,7 +165,7 @@ pub fn refuse(
 
 /// Relay an upstream response; its record is written when the body has been sent.
 pub fn relay_response(
-    log: &AccessLog,
+    log: &Recorder,
     mut record: Record,
     mut response: Response<ProxyBody>,
     upgrade: bool,
@@ -189,7 +189,7 @@ pub fn relay_response(
 struct LoggedBody {
     inner: ProxyBody,
     bytes: u64,
-    pending: Option<(Record, AccessLog, Instant)>,
+    pending: Option<(Record, Recorder, Instant)>,
 }
 
 impl LoggedBody {

@@ -24,6 +24,7 @@ pub mod head;
 mod hop_by_hop;
 mod inspection;
 mod local_addrs;
+mod metrics;
 mod plain;
 mod relay;
 mod replies;

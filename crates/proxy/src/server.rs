@@ -70,7 +70,9 @@ async fn accept_loop(current: CurrentProxy, shared: Arc<Shared>, listener: TcpLi
         match shared.connection_slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let proxy = current.load_full();
+                let metrics = shared.metrics.clone();
                 tokio::spawn(async move {
+                    let _active = metrics.connection_opened();
                     handle_client(proxy, stream, peer).await;
                     drop(permit);
                 });

@@ -12,6 +12,7 @@ use sluice_policy::{Config, LogTarget};
 use sluice_proxy::{serve_admin, AccessLog, Admin, CurrentProxy, Proxy, Reload, Shared};
 use sluice_tls::ca::CertificateAuthority;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config_file;
 
@@ -92,7 +93,7 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
     };
     if let (Some(listener), Some(addr)) = (admin_listener, admin_bound) {
         eprintln!(
-            "sluice: admin endpoint on http://{addr}/ (ca.pem, ca.der, healthz, explain, bypass)"
+            "sluice: admin endpoint on http://{addr}/ (ca.pem, ca.der, healthz, metrics, reload, explain, bypass)"
         );
         let admin = Arc::new(Admin {
             current: current.clone(),
@@ -100,10 +101,14 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
         });
         tokio::spawn(serve_admin(admin, listener, stopping()));
     }
+    // Signal handlers are in place before sluice says it listens: a signal sent
+    // right after must not meet the default action (which ends the process).
+    let hangups = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+    let terms = signal(SignalKind::terminate()).context("watching SIGTERM")?;
     announce(&config, &fingerprint, created, &bound);
-    tokio::spawn(reload_on_sighup(reloader));
+    tokio::spawn(reload_on_sighup(reloader, hangups));
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown_signal(terms).await;
         let _ = stop.send(true);
     });
     sluice_proxy::serve(current, shared, listeners, stopping()).await;
@@ -180,12 +185,7 @@ impl Reloader {
 }
 
 /// SIGHUP reloads the configuration, as `POST /reload` does.
-async fn reload_on_sighup(reloader: Arc<Reloader>) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    else {
-        tracing::warn!("cannot watch SIGHUP; reload with POST /reload on the admin endpoint");
-        return;
-    };
+async fn reload_on_sighup(reloader: Arc<Reloader>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         let reloader = reloader.clone();
         // Loading lists and generating keys is blocking work.
@@ -212,17 +212,10 @@ fn announce(config: &Config, fingerprint: &str, created: bool, bound: &[std::net
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops sluice");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal(mut terms: Signal) {
     tokio::select! {
-        _ = term.recv() => {}
+        _ = terms.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -143,3 +143,94 @@ fn a_request_to_the_admin_socket_through_the_proxy_is_a_loop() {
     let out = curl(&["-x", &sluice.proxy_url(), &url]);
     assert_eq!(out.status, 508);
 }
+
+#[test]
+fn metrics_move_with_traffic_and_pass_promtool() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+        ..Default::default()
+    });
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            connect_ports: &[origin.port()],
+            ..Default::default()
+        },
+    );
+    for _ in 0..2 {
+        let out = fetch(
+            &sluice.proxy_url(),
+            "bump.test",
+            origin.port(),
+            "/hello",
+            &sluice.ca_path(),
+            &[],
+        );
+        assert_eq!(out.status, 200);
+    }
+    let root = tempfile::NamedTempFile::new().unwrap();
+    pki.write_root(root.path());
+    let rejected = fetch(
+        &sluice.proxy_url(),
+        "bump.test",
+        origin.port(),
+        "/hello",
+        root.path(),
+        &[],
+    );
+    assert_eq!(rejected.code, 60);
+    sluice.wait_records("of three connections", 3, |r| r["kind"] == "connect");
+    let scrape = admin(&sluice, "GET", "/metrics");
+    assert_eq!(scrape.status, 200);
+    let text = scrape.body_text();
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {needle} in\n{text}"))
+    };
+    assert_eq!(
+        value("sluice_connections_total{action=\"bump\",stage=\"client_hello\",rule=\"default\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("sluice_http_requests_total{verdict=\"allowed\"}"),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "sluice_handshake_failures_total{side=\"client\",kind=\"client_rejected_certificate\"}"
+        ),
+        1.0
+    );
+    assert_eq!(value("sluice_cert_cache_misses_total"), 1.0);
+    assert_eq!(value("sluice_cert_cache_hits_total"), 2.0);
+    assert_eq!(value("sluice_cert_cache_size"), 1.0);
+    assert_eq!(value("sluice_active_connections"), 0.0);
+    assert!(value("sluice_phase_seconds_count{phase=\"upstream_tls\"}") >= 3.0);
+
+    // The Prometheus project's own linter accepts the exposition.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed for this test (apt-get install prometheus)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}

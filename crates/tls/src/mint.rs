@@ -173,8 +173,10 @@ impl Minter {
         self.misses.load(Ordering::Relaxed)
     }
 
-    /// Certificates in the cache (approximate: the cache applies evictions lazily).
-    pub fn cache_size(&self) -> u64 {
+    /// Certificates in the cache, after applying pending insertions and evictions
+    /// (the cache does that lazily).
+    pub async fn cache_size(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
         self.cache.entry_count()
     }
 }
@@ -1032,7 +1034,7 @@ mod tests {
         }
         assert_eq!(minter.cache_misses(), 4);
         minter.cache.run_pending_tasks().await;
-        assert_eq!(minter.cache_size(), 4);
+        assert_eq!(minter.cache_size().await, 4);
     }
 
     // 50 concurrent requests for one key mint exactly once and share the result.

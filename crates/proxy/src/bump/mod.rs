@@ -15,6 +15,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -34,6 +35,7 @@ use crate::bypass::BypassReason;
 use crate::context::Proxy;
 use crate::counting::{ByteCounts, Counted};
 use crate::forward;
+use crate::metrics::Phase;
 use crate::rewind::Rewind;
 
 /// What the CONNECT flow learned, handed to bump.
@@ -83,7 +85,17 @@ pub async fn bump(
     let server = target.sni.unwrap_or(target.host).to_string();
     let offer = upstream::alpn_offer(target.client_alpn);
 
+    let started = Instant::now();
     let handshake = upstream::handshake(proxy, upstream, server_name.clone(), offer.clone()).await;
+    proxy.metrics.phase(Phase::UpstreamTls, started.elapsed());
+    match &handshake {
+        Err(_) => proxy.metrics.handshake_failure("upstream", "handshake"),
+        Ok(verified) => {
+            if let Err(kind) = verified.outcome {
+                proxy.metrics.handshake_failure("upstream", kind.as_str());
+            }
+        }
+    }
     let (plan, leaf) = plan(proxy, record, target, &server, policy, handshake);
 
     let minter: &Minter = match &plan {
@@ -96,10 +108,12 @@ pub async fn bump(
     let name = target
         .sni
         .or(target.connect_ip.is_none().then_some(target.host));
-    let certified = match minter
+    let minting = Instant::now();
+    let minted = minter
         .certified_key(leaf.as_deref(), name, target.connect_ip)
-        .await
-    {
+        .await;
+    proxy.metrics.phase(Phase::Mint, minting.elapsed());
+    let certified = match minted {
         Ok(certified) => certified,
         Err(e) => {
             tracing::error!(error = %e, server, "minting a replacement certificate failed");
@@ -141,11 +155,19 @@ pub async fn bump(
     let client_io = Rewind::new(held, Counted::new(client, counts.clone()));
     let config = client_side::config(proxy, certified, selected);
     let timeout = proxy.config.settings.limits.client_hello_timeout;
+    let accepting = Instant::now();
     let accepted = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(client_io)).await;
+    proxy.metrics.phase(Phase::ClientTls, accepting.elapsed());
     let client_tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let error = client_side::handshake_error(&e);
+            let kind = if error == client_side::REJECTED {
+                error
+            } else {
+                "handshake"
+            };
+            proxy.metrics.handshake_failure("client", kind);
             if error == client_side::REJECTED {
                 learn(proxy, target, BypassReason::ClientRejectedCertificate);
             }
