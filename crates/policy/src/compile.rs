@@ -14,7 +14,7 @@ use crate::net::port_number;
 use crate::raw::{RawAdmin, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls};
 use crate::settings::{
     BlockPageSettings, BlockTemplate, HostMismatch, LeafKey, Limits, LogSettings, LogTarget,
-    NonTls, SniMismatch, TlsSettings,
+    NonTls, SniMismatch, SyslogTarget, SyslogTransport, TlsSettings,
 };
 
 // SPEC §5 defaults; those of booleans and enums are written where they are applied.
@@ -251,7 +251,55 @@ pub(crate) fn log(raw: RawLog, base_dir: &Path, diag: &mut Diagnostics<'_>) -> L
             name
         }
     };
-    LogSettings { access, level }
+    let syslog = raw.syslog.and_then(|value| {
+        let text = value.get_ref().trim();
+        if text.is_empty() {
+            return None;
+        }
+        syslog_target(text)
+            .map_err(|why| diag.at(value.span(), format!("log.syslog: {why}")))
+            .ok()
+    });
+    LogSettings {
+        access,
+        level,
+        syslog,
+        syslog_format: raw.syslog_format.unwrap_or_default(),
+    }
+}
+
+/// `udp://host[:port]` or `tcp://host[:port]`; IPv6 hosts in brackets.
+fn syslog_target(text: &str) -> Result<SyslogTarget, String> {
+    let (transport, rest, default_port) = if let Some(rest) = text.strip_prefix("udp://") {
+        (SyslogTransport::Udp, rest, 514)
+    } else if let Some(rest) = text.strip_prefix("tcp://") {
+        (SyslogTransport::Tcp, rest, 601)
+    } else {
+        return Err(format!(
+            "`{text}` is not udp://host:port or tcp://host:port"
+        ));
+    };
+    let bracketed_or_plain = |host: &str| host.starts_with('[') || !host.contains(':');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if bracketed_or_plain(host) && !rest.ends_with(']') => {
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("invalid port `{port}`"))?;
+            (host, port)
+        }
+        _ => (rest, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("`{text}` names no host"));
+    }
+    Ok(SyslogTarget {
+        transport,
+        host: host.to_string(),
+        port,
+    })
 }
 
 /// `[limits]`.

@@ -65,5 +65,5 @@ pub use policy::{
 pub use settings::{
     AntiVirusSettings, AvEngine, BlockPageSettings, BlockTemplate, ClamdAddress, HostMismatch,
     IcapService, LeafKey, Limits, LogSettings, LogTarget, NonTls, OnOversize, OnScanError,
-    Settings, SniMismatch, TlsSettings,
+    Settings, SniMismatch, SyslogFormat, SyslogTarget, SyslogTransport, TlsSettings,
 };

@@ -14,7 +14,9 @@ use crate::action::{CertErrorPolicy, HttpAction, SslAction};
 use crate::anti_virus::EngineKind;
 use crate::conditions::RawConditions;
 use crate::net::PortValue;
-use crate::settings::{HostMismatch, LeafKey, NonTls, OnOversize, OnScanError, SniMismatch};
+use crate::settings::{
+    HostMismatch, LeafKey, NonTls, OnOversize, OnScanError, SniMismatch, SyslogFormat,
+};
 use crate::size::SizeValue;
 
 /// A list whose entries, and the list itself, carry their spans.
@@ -198,6 +200,8 @@ pub(crate) struct RawBlockPage {
 pub(crate) struct RawLog {
     pub access: Option<Spanned<String>>,
     pub level: Option<Spanned<String>>,
+    pub syslog: Option<Spanned<String>>,
+    pub syslog_format: Option<SyslogFormat>,
 }
 
 #[derive(Deserialize, Default)]

@@ -297,6 +297,38 @@ pub struct LogSettings {
     pub access: LogTarget,
     /// Diagnostics level on stderr: `error`, `warn`, `info`, `debug` or `trace`.
     pub level: String,
+    /// `log.syslog`: the same records sent to a syslog server too.
+    pub syslog: Option<SyslogTarget>,
+    /// `log.syslog_format`.
+    pub syslog_format: SyslogFormat,
+}
+
+/// `log.syslog`: `udp://host:port` or `tcp://host:port` (ports 514 and 601 by default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyslogTarget {
+    pub transport: SyslogTransport,
+    pub host: String,
+    pub port: u16,
+}
+
+/// How syslog records travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyslogTransport {
+    /// RFC 5426: one message per datagram.
+    Udp,
+    /// RFC 6587: octet-counting framing.
+    Tcp,
+}
+
+/// `log.syslog_format`: the message body of each syslog record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyslogFormat {
+    /// The access-log JSON object (default).
+    #[default]
+    Json,
+    /// ArcSight Common Event Format.
+    Cef,
 }
 
 /// `log.access`.

@@ -297,8 +297,7 @@ fn unknown_sections_and_keys_are_rejected_with_their_line() {
             3,
             "learn_typo",
         ),
-        ("[log]\nsyslog = \"udp://h:514\"\n", 2, "syslog"),
-        ("[log]\nsyslog_format = \"json\"\n", 2, "syslog_format"),
+        ("[log]\nsyslog_host = \"h\"\n", 2, "syslog_host"),
         ("[limits]\n\n\nfoo = 1\n", 4, "foo"),
         (
             "\n[anti_virus]\nengine = \"none\"\nsocket = \"x\"\n",
@@ -575,4 +574,30 @@ fn the_admin_endpoint_can_be_moved_or_disabled() {
         e[0].starts_with("sluice.toml:3: admin.listen: invalid address"),
         "{e:?}"
     );
+}
+
+#[test]
+fn syslog_targets_and_formats() {
+    use sluice_policy::{SyslogFormat, SyslogTransport};
+    let s = load("[log]\nsyslog = \"udp://127.0.0.1\"\n").settings;
+    let target = s.log.syslog.unwrap();
+    assert_eq!(
+        (target.transport, target.host.as_str(), target.port),
+        (SyslogTransport::Udp, "127.0.0.1", 514)
+    );
+    assert_eq!(s.log.syslog_format, SyslogFormat::Json);
+    let s = load("[log]\nsyslog = \"tcp://[::1]:6514\"\nsyslog_format = \"cef\"\n").settings;
+    let target = s.log.syslog.unwrap();
+    assert_eq!(
+        (target.transport, target.host.as_str(), target.port),
+        (SyslogTransport::Tcp, "::1", 6514)
+    );
+    assert_eq!(s.log.syslog_format, SyslogFormat::Cef);
+    let s = load("[log]\nsyslog = \"tcp://logs.example\"\n").settings;
+    assert_eq!(s.log.syslog.unwrap().port, 601);
+    assert!(load("").settings.log.syslog.is_none());
+    let e = errors("[log]\n\nsyslog = \"http://x\"\n");
+    assert!(e[0].starts_with("sluice.toml:3: log.syslog:"), "{e:?}");
+    let e = errors("[log]\nsyslog = \"udp://h:99999\"\n");
+    assert!(e[0].contains("invalid port"), "{e:?}");
 }

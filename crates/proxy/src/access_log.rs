@@ -13,6 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::metrics::Metrics;
+use crate::syslog::Syslog;
 
 /// One access-log line. Every field but `ts` and `kind` is absent when unknown.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -86,22 +87,36 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Where finished records go: the access log, and the metrics that count them.
+/// Where finished records go: the access log, the syslog collector when one is
+/// configured, and the metrics that count them.
 #[derive(Clone)]
 pub struct Recorder {
     log: AccessLog,
+    syslog: Option<Arc<Syslog>>,
     metrics: Arc<Metrics>,
 }
 
 impl Recorder {
-    pub fn new(log: AccessLog, metrics: Arc<Metrics>) -> Self {
-        Recorder { log, metrics }
+    pub fn new(log: AccessLog, syslog: Option<Arc<Syslog>>, metrics: Arc<Metrics>) -> Self {
+        Recorder {
+            log,
+            syslog,
+            metrics,
+        }
     }
 
-    /// Count the record and queue it for the log.
+    /// Count the record and queue it for the log and syslog.
     pub fn write(&self, record: &Record) {
         self.metrics.record(record);
-        self.log.write(record);
+        match serde_json::to_string(record) {
+            Ok(line) => {
+                if let Some(syslog) = &self.syslog {
+                    syslog.send(record, &line);
+                }
+                self.log.write_line(line);
+            }
+            Err(error) => tracing::error!(%error, "cannot encode an access-log record"),
+        }
     }
 }
 
@@ -139,16 +154,10 @@ impl AccessLog {
         AccessLog { lines }
     }
 
-    /// Queue one record. Never blocks; a record that cannot be encoded is dropped with a
-    /// diagnostic on stderr rather than a partial line.
-    pub fn write(&self, record: &Record) {
-        match serde_json::to_string(record) {
-            Ok(line) => {
-                // The receiver only goes away when the process is exiting.
-                let _ = self.lines.send(Message::Line(line));
-            }
-            Err(error) => tracing::error!(%error, "cannot encode an access-log record"),
-        }
+    /// Queue one encoded record. Never blocks.
+    pub fn write_line(&self, line: String) {
+        // The receiver only goes away when the process is exiting.
+        let _ = self.lines.send(Message::Line(line));
     }
 
     /// Wait (at most `timeout`) until every record queued so far is written: before the

@@ -19,6 +19,7 @@ use crate::bypass::BypassTable;
 use crate::forward::PlainClient;
 use crate::local_addrs::LocalAddrs;
 use crate::metrics::Metrics;
+use crate::syslog::Syslog;
 
 /// TLS sessions of returning clients kept for resumption.
 const CLIENT_SESSIONS: usize = 20_000;
@@ -117,6 +118,11 @@ impl Proxy {
         let upstream_tls = Arc::new(upstream_tls);
         let local = LocalAddrs::new(listeners);
         let limits = &config.settings.limits;
+        let log_settings = &config.settings.log;
+        let syslog = log_settings
+            .syslog
+            .as_ref()
+            .map(|target| Arc::new(Syslog::start(target, log_settings.syslog_format)));
         let ca_pem = ca.cert_pem().to_string();
         let ca_der = ca.cert_der().to_vec();
         Ok(Arc::new(Proxy {
@@ -132,7 +138,7 @@ impl Proxy {
             bypass: shared.bypass.clone(),
             ca_pem,
             ca_der,
-            log: Recorder::new(log, shared.metrics.clone()),
+            log: Recorder::new(log, syslog, shared.metrics.clone()),
             metrics: shared.metrics.clone(),
             plain: PlainClient::new(limits.connect_timeout, local.clone()),
             scanner: Scanner::new(&config.settings.anti_virus),

@@ -30,6 +30,7 @@ mod relay;
 mod replies;
 mod rewind;
 mod server;
+mod syslog;
 mod upgrade;
 mod upstream;
 
