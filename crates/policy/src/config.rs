@@ -54,9 +54,11 @@ impl Config {
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| vec![ConfigError::from_toml(display_name, text, &e)])?;
         let mut diag = Diagnostics::new(display_name, text);
+        let proxy_protocol = raw.proxy.proxy_protocol.unwrap_or(false);
         let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
         let settings = Settings {
             listen,
+            proxy_protocol,
             admin_listen: compile::admin(raw.admin, &mut diag),
             connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),

@@ -49,6 +49,7 @@ pub(crate) struct RawAdmin {
 pub(crate) struct RawProxy {
     pub listen: Option<SpannedList<String>>,
     pub connect_ports: Option<Vec<Spanned<i64>>>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -15,6 +15,9 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// `proxy.connect_ports`: ports a CONNECT may reach (others: 403).
     pub connect_ports: Vec<u16>,
+    /// `proxy.proxy_protocol`: every proxy connection starts with a PROXY v1/v2 header
+    /// (behind HAProxy) whose source address is the client's.
+    pub proxy_protocol: bool,
     /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).
     pub admin_listen: Option<SocketAddr>,
     /// `[tls]`.

@@ -33,6 +33,7 @@ fn an_empty_file_has_every_spec_default() {
     assert_eq!(s.listen, ["127.0.0.1:3128".parse::<SocketAddr>().unwrap()]);
     assert_eq!(s.connect_ports, [443]);
     assert_eq!(s.admin_listen, Some("127.0.0.1:3129".parse().unwrap()));
+    assert!(!s.proxy_protocol);
     assert!(s.tls.decryption);
     assert_eq!(s.tls.default_action, SslAction::Bump);
     assert_eq!(s.tls.ca_cert, Path::new("conf/sluice-data/ca.pem"));
@@ -288,9 +289,9 @@ fn unknown_sections_and_keys_are_rejected_with_their_line() {
     );
     for (text, line, key) in [
         (
-            "[proxy]\n# comment\nproxy_protocol = true\n",
+            "[proxy]\n# comment\nproxy_protocols = true\n",
             3,
-            "proxy_protocol",
+            "proxy_protocols",
         ),
         (
             "[tls]\ndecryption = true\nlearn_typo = true\n",
@@ -569,6 +570,11 @@ fn the_admin_endpoint_can_be_moved_or_disabled() {
     let moved = load("[admin]\nlisten = \"[::1]:9000\"\n").settings;
     assert_eq!(moved.admin_listen, Some("[::1]:9000".parse().unwrap()));
     assert_eq!(load("[admin]\nlisten = \"\"\n").settings.admin_listen, None);
+    assert!(
+        load("[proxy]\nproxy_protocol = true\n")
+            .settings
+            .proxy_protocol
+    );
     let e = errors("\n[admin]\nlisten = \"nowhere\"\n");
     assert!(
         e[0].starts_with("sluice.toml:3: admin.listen: invalid address"),

@@ -15,6 +15,7 @@ use crate::connect::handle_connect;
 use crate::context::Proxy;
 use crate::head::{parse_request_head, HeadError, HeadParse};
 use crate::plain::serve_plain;
+use crate::proxy_header::{parse_proxy_header, ProxyHeader, MAX_PROXY_HEADER};
 use crate::replies::send_error;
 
 pub async fn handle_client(proxy: Arc<Proxy>, mut client: TcpStream, peer: SocketAddr) {
@@ -23,10 +24,20 @@ pub async fn handle_client(proxy: Arc<Proxy>, mut client: TcpStream, peer: Socke
     // A client must send its first head within this time: slow or silent clients are
     // dropped rather than holding a connection slot.
     let deadline = Instant::now() + proxy.config.settings.limits.client_hello_timeout;
-    let mut buffered: Vec<u8> = Vec::with_capacity(1024);
+    let (peer, mut buffered) = if proxy.config.settings.proxy_protocol {
+        match read_proxy_header(&mut client, deadline).await {
+            Some((client_addr, rest)) => (client_addr.unwrap_or(peer), rest),
+            None => {
+                tracing::debug!(%peer, "closed: no valid PROXY protocol header");
+                return;
+            }
+        }
+    } else {
+        (peer, Vec::with_capacity(1024))
+    };
     // Parse only when a read brought a line end (or the limit is reached): a head
     // trickled byte by byte then costs linear time, not quadratic.
-    let mut worth_parsing = false;
+    let mut worth_parsing = !buffered.is_empty();
     let (head, len) = loop {
         if worth_parsing || buffered.len() >= max {
             match parse_request_head(&buffered, max) {
@@ -52,6 +63,31 @@ pub async fn handle_client(proxy: Arc<Proxy>, mut client: TcpStream, peer: Socke
         handle_connect(proxy, client, peer, head, early).await;
     } else {
         serve_plain(proxy, client, peer, buffered).await;
+    }
+}
+
+/// Read the PROXY header that must open the connection; the client's address (`None`
+/// for a LOCAL header) and the bytes after the header. `None`: no valid header in time,
+/// and the connection is closed without a word (it did not come from the balancer).
+async fn read_proxy_header(
+    client: &mut TcpStream,
+    deadline: Instant,
+) -> Option<(Option<SocketAddr>, Vec<u8>)> {
+    let mut buffered = Vec::with_capacity(256);
+    loop {
+        match parse_proxy_header(&buffered) {
+            ProxyHeader::Complete { client, len } => {
+                return Some((client, buffered.split_off(len)))
+            }
+            ProxyHeader::Invalid => return None,
+            ProxyHeader::Incomplete => {}
+        }
+        let room = MAX_PROXY_HEADER.saturating_sub(buffered.len()).max(1);
+        let mut window = (&mut buffered).limit(room);
+        match tokio::time::timeout_at(deadline, client.read_buf(&mut window)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
     }
 }
 

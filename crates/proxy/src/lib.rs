@@ -26,6 +26,7 @@ mod inspection;
 mod local_addrs;
 mod metrics;
 mod plain;
+mod proxy_header;
 mod relay;
 mod replies;
 mod rewind;
