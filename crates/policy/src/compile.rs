@@ -9,12 +9,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::action::{CertErrorPolicy, SslAction};
-use crate::diagnostics::Diagnostics;
+use crate::diagnostics::{ConfigError, Diagnostics};
 use crate::net::port_number;
-use crate::raw::{RawAdmin, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls};
+use crate::raw::{RawAdmin, RawAuth, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls};
 use crate::settings::{
-    BlockPageSettings, BlockTemplate, HostMismatch, LeafKey, Limits, LogSettings, LogTarget,
-    NonTls, SniMismatch, SyslogTarget, SyslogTransport, TlsSettings,
+    AuthSettings, BlockPageSettings, BlockTemplate, HostMismatch, LeafKey, Limits, LogSettings,
+    LogTarget, NonTls, SniMismatch, SyslogTarget, SyslogTransport, TlsSettings,
 };
 
 // SPEC §5 defaults; those of booleans and enums are written where they are applied.
@@ -34,6 +34,85 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_MAX_HEADER_BYTES: u64 = 65_536;
 
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// `[auth]`: the users file is read now, so that a bad line is a load error.
+pub(crate) fn auth(raw: RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> AuthSettings {
+    let realm = match raw.realm {
+        None => "sluice".to_string(),
+        Some(realm) => {
+            let text = realm.get_ref();
+            if text.is_empty() || text.contains(['"', '\\', '\r', '\n']) {
+                diag.at(
+                    realm.span(),
+                    "auth.realm: must be non-empty, without quotes, backslashes or line breaks",
+                );
+            }
+            text.clone()
+        }
+    };
+    let Some(value) = raw.users_file.filter(|v| !v.get_ref().trim().is_empty()) else {
+        return AuthSettings {
+            realm,
+            ..AuthSettings::default()
+        };
+    };
+    let Some(path) = path(&value, base_dir, "auth.users_file", diag) else {
+        return AuthSettings {
+            realm,
+            ..AuthSettings::default()
+        };
+    };
+    let users = match std::fs::read_to_string(&path) {
+        Ok(text) => users(&text, &path, diag),
+        // A file that does not exist yet is an empty one (`sluice user add` creates it).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            diag.at(
+                value.span(),
+                format!("auth.users_file: cannot read {}: {e}", path.display()),
+            );
+            Vec::new()
+        }
+    };
+    AuthSettings {
+        users_file: Some(path),
+        users,
+        realm,
+    }
+}
+
+/// `NAME:HASH` lines; `#` comments and blank lines skipped.
+fn users(text: &str, path: &Path, diag: &mut Diagnostics<'_>) -> Vec<(String, String)> {
+    let mut users: Vec<(String, String)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let problem = match line.split_once(':') {
+            None => Some("expected NAME:HASH".to_string()),
+            Some(("", _)) => Some("empty user name".to_string()),
+            Some((name, _)) if users.iter().any(|(n, _)| n == name) => {
+                Some(format!("user `{name}` is listed twice"))
+            }
+            Some((_, hash)) if !(hash.starts_with("$2") || hash.starts_with("$argon2")) => {
+                Some("unsupported hash: use bcrypt ($2y$...) or argon2 ($argon2id$...)".to_string())
+            }
+            Some((name, hash)) => {
+                users.push((name.to_string(), hash.to_string()));
+                None
+            }
+        };
+        if let Some(problem) = problem {
+            diag.extend([ConfigError {
+                file: path.display().to_string(),
+                line: Some(index + 1),
+                message: format!("auth.users_file: {problem}"),
+            }]);
+        }
+    }
+    users
+}
 
 /// `admin.listen`: `""` disables the admin endpoint.
 pub(crate) fn admin(raw: RawAdmin, diag: &mut Diagnostics<'_>) -> Option<SocketAddr> {

@@ -18,6 +18,7 @@ use crate::regexes::{self, Case};
 /// A rule's conditions as written, borrowed from either kind of rule.
 pub(crate) struct RawConditions<'a> {
     pub(crate) clients: Option<&'a SpannedList<String>>,
+    pub(crate) users: Option<&'a SpannedList<String>>,
     pub(crate) user_agents: Option<&'a SpannedList<String>>,
     pub(crate) domains: Option<&'a SpannedList<String>>,
     pub(crate) domain_regex: Option<&'a SpannedList<String>>,
@@ -34,6 +35,7 @@ pub(crate) struct RawConditions<'a> {
 pub(crate) struct Conditions {
     ports: Option<PortSet>,
     clients: Option<IpSet>,
+    users: Option<Vec<String>>,
     ips: Option<IpSet>,
     methods: Option<Vec<String>>,
     domains: Option<DomainSet>,
@@ -49,6 +51,7 @@ pub(crate) struct Conditions {
 /// HTTP fields are `None` for SSL decisions.
 pub(crate) struct Subject<'a> {
     pub(crate) client: IpAddr,
+    pub(crate) user: Option<&'a str>,
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) name: Option<&'a str>,
     pub(crate) dest_ip: Option<IpAddr>,
@@ -63,6 +66,9 @@ impl Conditions {
     pub(crate) fn matches(&self, subject: &Subject<'_>) -> bool {
         holds(&self.ports, |ports| ports.contains(subject.port))
             && holds(&self.clients, |nets| nets.contains(subject.client))
+            && holds(&self.users, |users| {
+                subject.user.is_some_and(|u| users.iter().any(|x| x == u))
+            })
             && holds(&self.ips, |nets| {
                 subject.dest_ip.is_some_and(|ip| nets.contains(ip))
             })
@@ -120,6 +126,14 @@ pub(crate) fn compile(
         clients: compiler
             .each(raw.clients, "clients", |v| parse_net(v))
             .map(IpSet::new),
+        users: compiler.each(raw.users, "users", |name| {
+            let name = name.trim();
+            if name.is_empty() {
+                Err("empty user name".to_string())
+            } else {
+                Ok(name.to_string())
+            }
+        }),
         ips: compiler
             .each(raw.ips, "ips", |v| parse_net(v))
             .map(IpSet::new),

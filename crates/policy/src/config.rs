@@ -60,6 +60,7 @@ impl Config {
             listen,
             proxy_protocol,
             admin_listen: compile::admin(raw.admin, &mut diag),
+            auth: compile::auth(raw.auth, base_dir, &mut diag),
             connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),
             anti_virus: anti_virus::compile(raw.anti_virus, base_dir, &mut diag),

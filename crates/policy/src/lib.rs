@@ -63,7 +63,7 @@ pub use policy::{
     ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts, DEFAULT_RULE,
 };
 pub use settings::{
-    AntiVirusSettings, AvEngine, BlockPageSettings, BlockTemplate, ClamdAddress, HostMismatch,
-    IcapService, LeafKey, Limits, LogSettings, LogTarget, NonTls, OnOversize, OnScanError,
-    Settings, SniMismatch, SyslogFormat, SyslogTarget, SyslogTransport, TlsSettings,
+    AntiVirusSettings, AuthSettings, AvEngine, BlockPageSettings, BlockTemplate, ClamdAddress,
+    HostMismatch, IcapService, LeafKey, Limits, LogSettings, LogTarget, NonTls, OnOversize,
+    OnScanError, Settings, SniMismatch, SyslogFormat, SyslogTarget, SyslogTransport, TlsSettings,
 };

@@ -202,6 +202,7 @@ impl Policy {
         let name = facts.dest_name.and_then(|n| normalize(n).ok());
         let subject = Subject {
             client: facts.client,
+            user: facts.user,
             user_agent: facts.user_agent,
             name: name.as_deref(),
             dest_ip: facts.dest_ip,
@@ -288,6 +289,7 @@ fn http_subject<'a>(
 ) -> Subject<'a> {
     Subject {
         client: facts.client,
+        user: facts.user,
         user_agent: facts.user_agent,
         name,
         dest_ip: facts.dest_ip,

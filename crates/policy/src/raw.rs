@@ -26,6 +26,7 @@ pub(crate) type SpannedList<T> = Spanned<Vec<Spanned<T>>>;
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawConfig {
     pub proxy: RawProxy,
+    pub auth: RawAuth,
     pub admin: RawAdmin,
     pub tls: RawTls,
     pub ssl_rules: Vec<RawSslRule>,
@@ -36,6 +37,13 @@ pub(crate) struct RawConfig {
     pub block_page: RawBlockPage,
     pub log: RawLog,
     pub limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawAuth {
+    pub users_file: Option<Spanned<String>>,
+    pub realm: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,12 +93,14 @@ pub(crate) struct RawSslRule {
     pub categories: Option<SpannedList<String>>,
     pub ips: Option<SpannedList<String>>,
     pub ports: Option<SpannedList<PortValue>>,
+    pub users: Option<SpannedList<String>>,
 }
 
 impl RawSslRule {
     pub(crate) fn conditions(&self) -> RawConditions<'_> {
         RawConditions {
             clients: self.clients.as_ref(),
+            users: self.users.as_ref(),
             user_agents: self.user_agents.as_ref(),
             domains: self.domains.as_ref(),
             domain_regex: self.domain_regex.as_ref(),
@@ -104,7 +114,7 @@ impl RawSslRule {
     }
 }
 
-/// One `[[http_rules]]` entry. `users` is not accepted yet (no authentication).
+/// One `[[http_rules]]` entry.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttpRule {
@@ -117,6 +127,7 @@ pub(crate) struct RawHttpRule {
     pub categories: Option<SpannedList<String>>,
     pub ips: Option<SpannedList<String>>,
     pub ports: Option<SpannedList<PortValue>>,
+    pub users: Option<SpannedList<String>>,
     pub methods: Option<SpannedList<String>>,
     pub url_regex: Option<SpannedList<String>>,
     pub content_types: Option<SpannedList<String>>,
@@ -126,6 +137,7 @@ impl RawHttpRule {
     pub(crate) fn conditions(&self) -> RawConditions<'_> {
         RawConditions {
             clients: self.clients.as_ref(),
+            users: self.users.as_ref(),
             user_agents: self.user_agents.as_ref(),
             domains: self.domains.as_ref(),
             domain_regex: self.domain_regex.as_ref(),

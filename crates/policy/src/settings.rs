@@ -18,6 +18,8 @@ pub struct Settings {
     /// `proxy.proxy_protocol`: every proxy connection starts with a PROXY v1/v2 header
     /// (behind HAProxy) whose source address is the client's.
     pub proxy_protocol: bool,
+    /// `[auth]`.
+    pub auth: AuthSettings,
     /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).
     pub admin_listen: Option<SocketAddr>,
     /// `[tls]`.
@@ -332,6 +334,18 @@ pub enum SyslogFormat {
     Json,
     /// ArcSight Common Event Format.
     Cef,
+}
+
+/// `[auth]`: Basic proxy authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AuthSettings {
+    /// `auth.users_file`, resolved; `None`: no authentication.
+    pub users_file: Option<PathBuf>,
+    /// Its users and their password hashes (bcrypt `$2y$`/`$2b$`/`$2a$`, or argon2 PHC
+    /// strings), read at load time.
+    pub users: Vec<(String, String)>,
+    /// `auth.realm`, sent in `Proxy-Authenticate`.
+    pub realm: String,
 }
 
 /// `log.access`.

@@ -281,10 +281,10 @@ fn unknown_enum_values_are_rejected_with_their_line() {
 
 #[test]
 fn unknown_sections_and_keys_are_rejected_with_their_line() {
-    let e = errors("[proxy]\nlisten = [\"127.0.0.1:3128\"]\n\n[auth]\nrealm = \"x\"\n");
+    let e = errors("[proxy]\nlisten = [\"127.0.0.1:3128\"]\n\n[metrics]\nport = 9\n");
     assert_eq!(e.len(), 1);
     assert!(
-        e[0].starts_with("sluice.toml:4: unknown field `auth`"),
+        e[0].starts_with("sluice.toml:4: unknown field `metrics`"),
         "{e:?}"
     );
     for (text, line, key) in [
@@ -306,16 +306,16 @@ fn unknown_sections_and_keys_are_rejected_with_their_line() {
             "socket",
         ),
         (
-            "[[http_rules]]\nname = \"x\"\naction = \"allow\"\nusers = [\"bob\"]\n",
+            "[[http_rules]]\nname = \"x\"\naction = \"allow\"\nuser = [\"bob\"]\n",
             4,
-            "users",
+            "user",
         ),
         ("[block_page]\nfile = \"x\"\n", 2, "file"),
         ("[anti_phishing]\nlist = []\n", 2, "list"),
         (
-            "[[ssl_rules]]\nname = \"x\"\naction = \"bump\"\nusers = [\"bob\"]\n",
+            "[[ssl_rules]]\nname = \"x\"\naction = \"bump\"\nuser = [\"bob\"]\n",
             4,
-            "users",
+            "user",
         ),
         (
             "[categories]\nx = { file = \"a\", other = 1 }\n",
@@ -606,4 +606,40 @@ fn syslog_targets_and_formats() {
     assert!(e[0].starts_with("sluice.toml:3: log.syslog:"), "{e:?}");
     let e = errors("[log]\nsyslog = \"udp://h:99999\"\n");
     assert!(e[0].contains("invalid port"), "{e:?}");
+}
+
+#[test]
+fn the_users_file_is_read_at_load_with_errors_at_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("users"),
+        "# staff\nalice:$2y$05$abcdefghijklmnopqrstuuQ0i2Jq8eZ7aWq0pNJvA3o7YvW9zM1y\nbob:$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\n",
+    )
+    .unwrap();
+    let config = Config::from_str(
+        "[auth]\nusers_file = \"users\"\n",
+        "sluice.toml",
+        dir.path(),
+    )
+    .unwrap();
+    let auth = &config.settings.auth;
+    assert_eq!(auth.users.len(), 2);
+    assert_eq!(auth.users[0].0, "alice");
+    assert_eq!(auth.realm, "sluice");
+    assert!(Config::embedded_default()
+        .settings
+        .auth
+        .users_file
+        .is_none());
+    std::fs::write(dir.path().join("bad"), "carol:plaintext\n\nnocolon\n").unwrap();
+    let errors = Config::from_str("[auth]\nusers_file = \"bad\"\n", "sluice.toml", dir.path())
+        .err()
+        .unwrap();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|e| e.ends_with("bad:1: auth.users_file: unsupported hash: use bcrypt ($2y$...) or argon2 ($argon2id$...)")), "{text:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.contains("bad:3: auth.users_file: expected NAME:HASH")),
+        "{text:?}"
+    );
 }

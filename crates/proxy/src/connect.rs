@@ -20,7 +20,7 @@ use crate::context::Proxy;
 use crate::head::{parse_authority, RequestHead};
 use crate::metrics::Phase;
 use crate::relay::relay;
-use crate::replies::{send_error, CONNECTION_ESTABLISHED};
+use crate::replies::{error_response_with, send_bytes, send_error, CONNECTION_ESTABLISHED};
 use crate::upstream::dial;
 
 /// Handle a CONNECT whose head has been read; `early` are bytes the client sent after
@@ -58,6 +58,23 @@ async fn run(
     early: Vec<u8>,
 ) {
     let settings = &proxy.config.settings;
+    if let Some(auth) = &proxy.auth {
+        match auth
+            .check(head.header("proxy-authorization"), peer.ip())
+            .await
+        {
+            Some(user) => record.user = Some(user),
+            None => {
+                record.action = Some("refused");
+                record.status = Some(407);
+                record.error = Some("auth_required".into());
+                let challenge = auth.challenge();
+                let why = "proxy authentication required";
+                let response = error_response_with(407, why, &[("Proxy-Authenticate", &challenge)]);
+                return send_bytes(&mut client, &response).await;
+            }
+        }
+    }
     let (host, port) = match parse_authority(&head.target) {
         Ok(authority) => authority,
         Err(reason) => {
@@ -85,7 +102,7 @@ async fn run(
     let user_agent = head.header_str("user-agent");
     let connect_facts = SslFacts {
         client: peer.ip(),
-        user: None,
+        user: record.user.as_deref(),
         user_agent,
         dest_name: connect_name,
         dest_ip: Some(dest_ip),

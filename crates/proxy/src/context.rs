@@ -14,6 +14,7 @@ use sluice_tls::verify::UpstreamVerifier;
 use tokio::sync::Semaphore;
 
 use crate::access_log::{AccessLog, Recorder};
+use crate::auth::Authenticator;
 use crate::bump::CertificateRequestSeen;
 use crate::bypass::BypassTable;
 use crate::forward::PlainClient;
@@ -87,6 +88,8 @@ pub struct Proxy {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) local: LocalAddrs,
     pub(crate) plain: PlainClient,
+    /// Basic proxy authentication; `None` when `[auth]` names no users file.
+    pub(crate) auth: Option<Authenticator>,
     /// The anti-virus engine (`[anti_virus]`), and where bodies wait for its verdict.
     pub(crate) scanner: Scanner,
     pub(crate) spooler: Spooler,
@@ -141,6 +144,7 @@ impl Proxy {
             log: Recorder::new(log, syslog, shared.metrics.clone()),
             metrics: shared.metrics.clone(),
             plain: PlainClient::new(limits.connect_timeout, local.clone()),
+            auth: Authenticator::new(&config.settings.auth),
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size),
             local,

@@ -23,6 +23,7 @@ use crate::forward::{boxed, BoxError, ProxyBody};
 /// What the HTTP rules see of one request, owned so that it outlives the request.
 pub struct RequestInfo {
     pub client: IpAddr,
+    pub user: Option<String>,
     pub user_agent: Option<String>,
     /// The host without port or brackets.
     pub host: Option<String>,
@@ -37,6 +38,7 @@ impl RequestInfo {
     pub fn new<B>(
         request: &Request<B>,
         client: IpAddr,
+        user: Option<String>,
         host: Option<String>,
         dest_ip: Option<IpAddr>,
         port: u16,
@@ -44,6 +46,7 @@ impl RequestInfo {
     ) -> Self {
         RequestInfo {
             client,
+            user,
             user_agent: header(request.headers(), USER_AGENT.as_str()),
             host,
             dest_ip,
@@ -56,7 +59,7 @@ impl RequestInfo {
     fn facts<'a>(&'a self, content_type: Option<&'a str>) -> HttpFacts<'a> {
         HttpFacts {
             client: self.client,
-            user: None,
+            user: self.user.as_deref(),
             user_agent: self.user_agent.as_deref(),
             host: self.host.as_deref(),
             dest_ip: self.dest_ip,

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use http::header::{HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -61,6 +62,28 @@ async fn forward_plain(
     };
     let mut record = forward::http_record(template, &request, url.clone());
     let log = &proxy.log;
+    let client = template.client.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    if let Some(auth) = &proxy.auth {
+        let credentials = request
+            .headers()
+            .get(PROXY_AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        match auth.check(credentials, client).await {
+            Some(user) => record.user = Some(user),
+            None => {
+                let mut response = forward::refuse(
+                    log,
+                    record,
+                    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                    "proxy authentication required",
+                );
+                if let Ok(challenge) = HeaderValue::from_str(&auth.challenge()) {
+                    response.headers_mut().insert(PROXY_AUTHENTICATE, challenge);
+                }
+                return response;
+            }
+        }
+    }
     if request.method() == Method::CONNECT {
         let why = "CONNECT must be the first request on its connection";
         return forward::refuse(log, record, StatusCode::BAD_REQUEST, why);
@@ -73,8 +96,8 @@ async fn forward_plain(
     let port = request.uri().port_u16().unwrap_or(80);
     record.host = Some(host.clone());
     record.port = Some(port);
-    let client = template.client.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     let dest_ip = host.parse().ok();
-    let info = RequestInfo::new(&request, client, Some(host), dest_ip, port, url);
+    let user = record.user.clone();
+    let info = RequestInfo::new(&request, client, user, Some(host), dest_ip, port, url);
     exchange(proxy, record, info, request, Upstream::Plain(&proxy.plain)).await
 }

@@ -17,13 +17,22 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// The bytes of an error response that closes the connection.
 pub fn error_response(status: u16, why: &str) -> Vec<u8> {
+    error_response_with(status, why, &[])
+}
+
+/// [`error_response`] with extra header lines (`Proxy-Authenticate` for a 407).
+pub fn error_response_with(status: u16, why: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     // The reason is one line: never let a CR/LF from an upstream error split it.
     let body: String = why
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
+        "HTTP/1.1 {status} {}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
         reason_phrase(status),
         body.len() + 1
     )
@@ -32,7 +41,12 @@ pub fn error_response(status: u16, why: &str) -> Vec<u8> {
 
 /// Write an error response and flush. Failure to write means the client is gone.
 pub async fn send_error<W: AsyncWrite + Unpin>(client: &mut W, status: u16, why: &str) {
-    let _ = client.write_all(&error_response(status, why)).await;
+    send_bytes(client, &error_response(status, why)).await;
+}
+
+/// Write a response made by [`error_response_with`] and close.
+pub async fn send_bytes<W: AsyncWrite + Unpin>(client: &mut W, response: &[u8]) {
+    let _ = client.write_all(response).await;
     let _ = client.shutdown().await;
 }
 

@@ -33,6 +33,19 @@ pub enum Command {
     /// Manage the proxy CA.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Manage the users of `auth.users_file`.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add or replace a user; the password is read from standard input.
+    Add {
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        name: String,
+    },
 }
 
 #[derive(Args)]

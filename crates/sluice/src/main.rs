@@ -6,12 +6,13 @@ mod cli;
 mod config_file;
 mod explain_cmd;
 mod run_cmd;
+mod user_cmd;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{CaCommand, Cli, Command};
+use cli::{CaCommand, Cli, Command, UserCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain_cmd::explain(&args),
         Command::Ca(CaCommand::Init { dir, name, key }) => ca_cmd::init(&dir, &name, key),
         Command::Ca(CaCommand::Export { config, der }) => ca_cmd::export(config.as_deref(), der),
+        Command::User(UserCommand::Add { config, name }) => user_cmd::add(config.as_deref(), &name),
     };
     match result {
         Ok(code) => code,

@@ -98,6 +98,7 @@ impl BumpedHttp {
         let info = RequestInfo::new(
             &request,
             self.client,
+            self.template.user.clone(),
             Some(host),
             Some(self.dest_ip),
             self.port,
