@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use sluice_policy::{ConnectStep, Explanation, SslDecision, SslFacts};
 use time::format_description::well_known::Rfc3339;
@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 use crate::context::Proxy;
 use crate::forward::{full, ProxyBody};
 use crate::server::CurrentProxy;
+
+/// Time an admin client has to send a request head.
+const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Applies a new configuration (`POST /reload`, SIGHUP): the binary knows where it is.
 pub trait Reload: Send + Sync {
@@ -53,7 +56,10 @@ pub async fn serve_admin(
                     let admin = admin.clone();
                     async move { Ok::<_, Infallible>(route(&admin, request).await) }
                 });
+                // A silent or slow admin client is dropped rather than held forever.
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(ADMIN_HEADER_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });

@@ -70,7 +70,8 @@ pub async fn exchange(
     let upgrading = upgrade::is_websocket(&request) || upgrade::is_extended_connect(&request);
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
     forward::prepare_request(&mut request, upgrading);
-    let head = head_of(&request);
+    // ICAP sends the request head along with the response it scans; copy it only then.
+    let head = passed.scan.then(|| head_of(&request));
     let mut request = request.map(boxed);
     let mut upload = ScanNote::default();
     let scan_upload = passed.scan && proxy.config.settings.anti_virus.scan_uploads;
@@ -95,7 +96,8 @@ pub async fn exchange(
         upgrade::relay_if_switched(client_upgrade, &mut response, idle);
         return forward::relay_response(log, record, response.map(boxed), upgrading);
     }
-    match inspection::check_response(proxy, &info, passed, &head, response.map(boxed)).await {
+    match inspection::check_response(proxy, &info, passed, head.as_ref(), response.map(boxed)).await
+    {
         Ok((response, note, rule)) => {
             record.rule = Some(rule);
             let unscanned = note.unscanned || upload.unscanned;

@@ -211,13 +211,12 @@ pub async fn scan_upload(
 }
 
 /// HTTP rules on the content type, then Anti-Virus on the body (SPEC §3 steps 1 and 3).
-/// `scan`: the request's rules allow scanning. `request`: the request's head, which
-/// ICAP sends along.
+/// `request`: the request's head, which ICAP sends along; present when `passed.scan`.
 pub async fn check_response(
     proxy: &Proxy,
     info: &RequestInfo,
     mut passed: Passed,
-    request: &request::Parts,
+    request: Option<&request::Parts>,
     response: Response<ProxyBody>,
 ) -> Result<(Response<ProxyBody>, ScanNote, String), Blocked> {
     let content_type = header(response.headers(), CONTENT_TYPE.as_str());
@@ -233,13 +232,17 @@ pub async fn check_response(
         }
         passed.rule = decision.rule;
     }
-    if !passed.scan || response.body().is_end_stream() {
-        let note = ScanNote {
-            unscanned: proxy.scanner.is_enabled(),
-            error: None,
-        };
-        return Ok((response, note, passed.rule));
-    }
+    // An empty body has nothing to scan; a rule that skips scanning leaves it unscanned.
+    let request = match request {
+        Some(request) if passed.scan && !response.body().is_end_stream() => request,
+        _ => {
+            let note = ScanNote {
+                unscanned: proxy.scanner.is_enabled() && !passed.scan,
+                error: None,
+            };
+            return Ok((response, note, passed.rule));
+        }
+    };
     let (mut parts, body) = response.into_parts();
     let held = hold(proxy, body).await.map_err(|e| {
         Blocked::by_scan(

@@ -120,6 +120,10 @@ fn eicar_is_blocked_over_plain_http_through_icap() {
         record["url"],
         format!("http://127.0.0.1:{}/files/clean.txt", origin.port())
     );
+    // An empty body has nothing to scan: allowed, not "unscanned".
+    assert_eq!(plain_get(&sluice, &origin, "/status/204").status, 204);
+    let empty = sluice.wait_record("of the empty answer", |r| r["status"] == 204);
+    assert_eq!(empty["verdict"], "allowed");
 }
 
 #[test]
