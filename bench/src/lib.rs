@@ -1,9 +1,12 @@
 //! What the micro-benchmarks share: a deterministic generator, per-lookup timing in
-//! batches over several rounds, and a Markdown table of the figures.
+//! batches over several rounds, and a Markdown table of the figures; and the load
+//! generator of the proxy benchmark ([`loadgen`], the `loadgen` binary).
 //!
 //! Figures are per lookup, one sample per batch of [`BATCH`] lookups; the lookups are run
 //! in [`ROUNDS`] rounds and the round with the lowest median is reported first: on a
 //! shared machine, neighbours only ever make a round slower.
+
+pub mod loadgen;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
