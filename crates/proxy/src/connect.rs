@@ -21,7 +21,6 @@ use crate::head::{parse_authority, RequestHead};
 use crate::metrics::Phase;
 use crate::relay::relay;
 use crate::replies::{error_response_with, send_bytes, send_error, CONNECTION_ESTABLISHED};
-use crate::upstream::dial;
 
 /// Handle a CONNECT whose head has been read; `early` are bytes the client sent after
 /// the head without waiting for our `200`.
@@ -89,7 +88,7 @@ async fn run(
         return refuse(record, &mut client, 403, &why, "port_not_allowed").await;
     }
     let dialing = Instant::now();
-    let dialed = dial(&host, port, settings.limits.connect_timeout, &proxy.local).await;
+    let dialed = proxy.dialer.dial(&host, port).await;
     proxy.metrics.phase(Phase::Connect, dialing.elapsed());
     let (upstream, dest_ip) = match dialed {
         Ok(connected) => connected,
@@ -186,7 +185,7 @@ async fn run(
                 client_alpn: &hello.alpn,
                 cert_errors: decision.cert_errors,
             };
-            bump::bump(proxy, record, client, held, upstream, &target).await
+            Box::pin(bump::bump(proxy, record, client, held, upstream, &target)).await
         }
     }
 }
@@ -223,8 +222,17 @@ async fn tunnel(
             return;
         }
     }
-    let outcome = relay(client, upstream, proxy.config.settings.limits.idle_timeout).await;
-    record.bytes_up = Some(outcome.bytes_up + held.len() as u64);
+    // The hello's buffer is not needed while the tunnel lasts.
+    let held_len = held.len() as u64;
+    drop(held);
+    // Boxed, as bump is: the connection's future stays small whichever path it takes.
+    let outcome = Box::pin(relay(
+        client,
+        upstream,
+        proxy.config.settings.limits.idle_timeout,
+    ))
+    .await;
+    record.bytes_up = Some(outcome.bytes_up + held_len);
     record.bytes_down = Some(outcome.bytes_down);
     if outcome.error.is_some() {
         record.error = outcome.error;

@@ -58,11 +58,14 @@ pub async fn handle_client(proxy: Arc<Proxy>, mut client: TcpStream, peer: Socke
         }
     };
     // Methods are case-sensitive (RFC 9110 §9.1).
+    // Both paths are boxed: the task of a connection is as large as its largest state,
+    // and an idle tunnel should not carry the size of a bump or an HTTP server.
     if head.method == "CONNECT" {
         let early = buffered.split_off(len);
-        handle_connect(proxy, client, peer, head, early).await;
+        drop(buffered);
+        Box::pin(handle_connect(proxy, client, peer, head, early)).await;
     } else {
-        serve_plain(proxy, client, peer, buffered).await;
+        Box::pin(serve_plain(proxy, client, peer, buffered)).await;
     }
 }
 

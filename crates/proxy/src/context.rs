@@ -15,12 +15,14 @@ use tokio::sync::Semaphore;
 
 use crate::access_log::{AccessLog, Recorder};
 use crate::auth::Authenticator;
-use crate::bump::CertificateRequestSeen;
+use crate::bump::{CertificateRequestSeen, UpstreamConfigs};
 use crate::bypass::BypassTable;
 use crate::forward::PlainClient;
 use crate::local_addrs::LocalAddrs;
 use crate::metrics::Metrics;
+use crate::resolve::Resolver;
 use crate::syslog::Syslog;
+use crate::upstream::Dialer;
 
 /// TLS sessions of returning clients kept for resumption.
 const CLIENT_SESSIONS: usize = 20_000;
@@ -71,8 +73,8 @@ pub struct Proxy {
     pub(crate) verifier: Arc<UpstreamVerifier>,
     /// The TLS implementation used on both legs.
     pub(crate) crypto: Arc<rustls::crypto::CryptoProvider>,
-    /// Upstream TLS for bumped connections (its ALPN is set per connection).
-    pub(crate) upstream_tls: Arc<rustls::ClientConfig>,
+    /// Upstream TLS for bumped connections, one configuration per ALPN offer.
+    pub(crate) upstream_tls: UpstreamConfigs,
     /// `tls.trusted_server_certs`: server leaves treated as valid.
     pub(crate) trusted_server_certs: HashSet<[u8; 32]>,
     /// Session resumption for clients, shared by every minted certificate.
@@ -86,7 +88,8 @@ pub struct Proxy {
     /// The access log, and the metrics that count its records.
     pub(crate) log: Recorder,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) local: LocalAddrs,
+    /// Resolution and TCP connect to servers, for CONNECT and plain HTTP.
+    pub(crate) dialer: Arc<Dialer>,
     pub(crate) plain: PlainClient,
     /// Basic proxy authentication; `None` when `[auth]` names no users file.
     pub(crate) auth: Option<Authenticator>,
@@ -115,12 +118,14 @@ impl Proxy {
                 .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
         let verifier = UpstreamVerifier::new(&tls.upstream_roots)
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
-        // ALPN is set per connection, from the client's offer.
         let mut upstream_tls = (*verifier.client_config(Vec::new())).clone();
         upstream_tls.client_auth_cert_resolver = Arc::new(CertificateRequestSeen);
-        let upstream_tls = Arc::new(upstream_tls);
-        let local = LocalAddrs::new(listeners);
-        let limits = &config.settings.limits;
+        let upstream_tls = UpstreamConfigs::new(&upstream_tls);
+        let dialer = Arc::new(Dialer::new(
+            Resolver::from_system(),
+            LocalAddrs::new(listeners),
+            config.settings.limits.connect_timeout,
+        ));
         let log_settings = &config.settings.log;
         let syslog = log_settings
             .syslog
@@ -143,11 +148,11 @@ impl Proxy {
             ca_der,
             log: Recorder::new(log, syslog, shared.metrics.clone()),
             metrics: shared.metrics.clone(),
-            plain: PlainClient::new(limits.connect_timeout, local.clone()),
+            plain: PlainClient::new(dialer.clone()),
             auth: Authenticator::new(&config.settings.auth),
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size),
-            local,
+            dialer,
             config,
         }))
     }

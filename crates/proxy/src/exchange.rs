@@ -34,11 +34,12 @@ impl Upstream<'_> {
     async fn send(
         self,
         request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, (StatusCode, String)> {
+    ) -> Result<Response<ProxyBody>, (StatusCode, String)> {
         match self {
             Upstream::Plain(client) => client
                 .send(request)
                 .await
+                .map(|response| response.map(boxed))
                 .map_err(|e| forward::upstream_failure(&e)),
             Upstream::Bumped {
                 link,
@@ -94,10 +95,9 @@ pub async fn exchange(
     if let Some(client_upgrade) = client_upgrade {
         let idle = proxy.config.settings.limits.idle_timeout;
         upgrade::relay_if_switched(client_upgrade, &mut response, idle);
-        return forward::relay_response(log, record, response.map(boxed), upgrading);
+        return forward::relay_response(log, record, response, upgrading);
     }
-    match inspection::check_response(proxy, &info, passed, head.as_ref(), response.map(boxed)).await
-    {
+    match inspection::check_response(proxy, &info, passed, head.as_ref(), response).await {
         Ok((response, note, rule)) => {
             record.rule = Some(rule);
             let unscanned = note.unscanned || upload.unscanned;

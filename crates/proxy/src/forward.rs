@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,8 +25,7 @@ use crate::access_log::{Record, Recorder};
 use crate::block_page::BlockPage;
 use crate::context::Proxy;
 use crate::hop_by_hop::{add_via, strip_hop_by_hop};
-use crate::local_addrs::LocalAddrs;
-use crate::upstream::{dial, DialError};
+use crate::upstream::{DialError, Dialer};
 
 /// The HTTP/1.1 server side of a client connection, with the `[limits]` that apply to
 /// it: `idle_timeout` between requests and `max_header_bytes` (hyper's floor is 8 KiB).
@@ -265,11 +265,8 @@ pub struct PlainClient {
 }
 
 impl PlainClient {
-    pub fn new(connect_timeout: Duration, local: LocalAddrs) -> Self {
-        let connector = UpstreamConnector {
-            connect_timeout,
-            local: std::sync::Arc::new(local),
-        };
+    pub fn new(dialer: Arc<Dialer>) -> Self {
+        let connector = UpstreamConnector { dialer };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
@@ -288,8 +285,7 @@ impl PlainClient {
 /// check, so their failures map to the same statuses as CONNECT's.
 #[derive(Clone)]
 struct UpstreamConnector {
-    connect_timeout: Duration,
-    local: std::sync::Arc<LocalAddrs>,
+    dialer: Arc<Dialer>,
 }
 
 type ConnectFuture =
@@ -309,7 +305,7 @@ impl tower_service::Service<Uri> for UpstreamConnector {
         Box::pin(async move {
             let host = uri_host(&uri);
             let port = uri.port_u16().unwrap_or(80);
-            let (stream, _) = dial(&host, port, this.connect_timeout, &this.local).await?;
+            let (stream, _) = this.dialer.dial(&host, port).await?;
             Ok(TokioIo::new(stream))
         })
     }

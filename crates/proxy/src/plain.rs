@@ -17,7 +17,7 @@ use crate::context::Proxy;
 use crate::exchange::{exchange, Upstream};
 use crate::forward::{self, uri_host, ProxyBody};
 use crate::inspection::RequestInfo;
-use crate::rewind::Rewind;
+use crate::read_ahead::ReadAhead;
 
 /// Serve a client connection whose first request head (in `buffered`, with any bytes
 /// after it) is a plain HTTP proxy request.
@@ -33,7 +33,7 @@ pub async fn serve_plain(
     let limits = &proxy.config.settings.limits;
     let served = forward::client_http1(limits)
         .serve_connection(
-            TokioIo::new(Rewind::new(buffered, client)),
+            TokioIo::new(ReadAhead::with_prefix(buffered, client)),
             service_fn(|request| {
                 let proxy = proxy.clone();
                 let template = template.clone();
@@ -99,5 +99,14 @@ async fn forward_plain(
     let dest_ip = host.parse().ok();
     let user = record.user.clone();
     let info = RequestInfo::new(&request, client, user, Some(host), dest_ip, port, url);
-    exchange(proxy, record, info, request, Upstream::Plain(&proxy.plain)).await
+    // Boxed: the exchange's state is large, and HTTP/1.1 connections keep room for this
+    // future while they wait for the next request.
+    Box::pin(exchange(
+        proxy,
+        record,
+        info,
+        request,
+        Upstream::Plain(&proxy.plain),
+    ))
+    .await
 }

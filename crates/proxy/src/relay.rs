@@ -14,6 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+#[cfg(target_os = "linux")]
+use crate::pipe::Pipe;
+
 /// What a finished relay reports for the access log.
 #[derive(Debug, Default)]
 pub struct RelayOutcome {
@@ -95,19 +98,13 @@ async fn one_way(
     counter: &AtomicU64,
     activity: &Activity,
 ) -> io::Result<()> {
-    use nix::fcntl::{splice, OFlag, SpliceFFlags};
     use tokio::io::Interest;
 
-    /// Bytes moved per splice call; the default pipe holds 64 KiB.
-    const CHUNK: usize = 64 * 1024;
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-    let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    let mut pipe = Pipe::take()?;
     loop {
         let read = loop {
             from.readable().await?;
-            match from.try_io(Interest::READABLE, || {
-                splice(from, None, &pipe_in, None, CHUNK, flags).map_err(io::Error::from)
-            }) {
+            match from.try_io(Interest::READABLE, || pipe.fill(from)) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -115,15 +112,13 @@ async fn one_way(
         };
         if read == 0 {
             shutdown_write(to);
+            pipe.recycle();
             return Ok(());
         }
-        let mut pending = read;
-        while pending > 0 {
+        while pipe.held() > 0 {
             to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || {
-                splice(&pipe_out, None, to, None, pending, flags).map_err(io::Error::from)
-            }) {
-                Ok(n) => pending -= n,
+            match to.try_io(Interest::WRITABLE, || pipe.drain(to)) {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
@@ -242,6 +237,74 @@ mod tests {
         assert_eq!(outcome.bytes_up, 300_000);
         assert_eq!(outcome.bytes_down, 23);
         assert_eq!(outcome.error, None);
+    }
+
+    #[tokio::test]
+    async fn a_bulk_transfer_arrives_whole_and_in_order() {
+        let (mut client, proxy_client_side) = pair().await;
+        let (proxy_upstream_side, mut server) = pair().await;
+        let relay_task = tokio::spawn(relay(
+            proxy_client_side,
+            proxy_upstream_side,
+            Duration::from_secs(10),
+        ));
+        let download: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+        let sent = download.clone();
+        let sender = tokio::spawn(async move {
+            server.write_all(&sent).await.unwrap();
+            server.shutdown().await.unwrap();
+            server
+        });
+        client.shutdown().await.unwrap();
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).await.unwrap();
+        drop(sender.await.unwrap());
+        assert!(received == download, "the download arrives byte for byte");
+        let outcome = relay_task.await.unwrap();
+        assert_eq!(outcome.bytes_down, download.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn bytes_stuck_in_a_relay_cut_short_never_reach_the_next_one() {
+        // A server that never reads: the relay's pipe fills and stays full.
+        let (mut client, proxy_client_side) = pair().await;
+        let (proxy_upstream_side, _stalled_server) = pair().await;
+        let stuck = relay(
+            proxy_client_side,
+            proxy_upstream_side,
+            Duration::from_secs(60),
+        );
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'X'; 64 * 1024];
+            for _ in 0..256 {
+                if client.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let cut = tokio::time::timeout(Duration::from_millis(500), stuck).await;
+        assert!(
+            cut.is_err(),
+            "the relay was still waiting on the stalled server"
+        );
+        writer.abort();
+
+        for _ in 0..4 {
+            let (mut client, proxy_client_side) = pair().await;
+            let (proxy_upstream_side, mut server) = pair().await;
+            let next = tokio::spawn(relay(
+                proxy_client_side,
+                proxy_upstream_side,
+                Duration::from_secs(10),
+            ));
+            client.write_all(b"only mine").await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"only mine");
+            drop(server);
+            next.await.unwrap();
+        }
     }
 
     #[tokio::test]

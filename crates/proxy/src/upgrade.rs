@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use http::header::{CONNECTION, UPGRADE};
 use http::{Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -35,11 +34,7 @@ pub fn is_extended_connect<B>(request: &Request<B>) -> bool {
 
 /// When the server switched protocols, relay the two upgraded connections in the
 /// background until either side closes or both are idle for `idle_timeout`.
-pub fn relay_if_switched(
-    client: OnUpgrade,
-    response: &mut Response<Incoming>,
-    idle_timeout: Duration,
-) {
+pub fn relay_if_switched<B>(client: OnUpgrade, response: &mut Response<B>, idle_timeout: Duration) {
     let accepted = response.status() == StatusCode::SWITCHING_PROTOCOLS
         || (response.version() == Version::HTTP_2 && response.status().is_success());
     if !accepted {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::local_addrs::LocalAddrs;
+use crate::resolve::Resolver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -48,95 +49,110 @@ impl DialError {
     }
 }
 
-/// Resolve `host` and connect to the first address that answers, all within `timeout`.
-/// Returns the stream and the address it reached.
-pub async fn dial(
-    host: &str,
-    port: u16,
+/// Reaches servers: resolution, loop check and TCP connect within `connect_timeout`.
+/// One per configuration generation, shared by CONNECT and plain HTTP.
+pub struct Dialer {
+    resolver: Resolver,
+    local: LocalAddrs,
     timeout: Duration,
-    local: &LocalAddrs,
-) -> Result<(TcpStream, IpAddr), DialError> {
-    let timed_out = || DialError::Timeout {
-        host: host.to_string(),
-        port,
-        seconds: timeout.as_secs(),
-    };
-    match tokio::time::timeout(timeout, resolve_and_connect(host, port, local)).await {
-        Ok(result) => result,
-        Err(_) => Err(timed_out()),
-    }
 }
 
-async fn resolve_and_connect(
-    host: &str,
-    port: u16,
-    local: &LocalAddrs,
-) -> Result<(TcpStream, IpAddr), DialError> {
-    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| DialError::Resolve {
-                host: host.to_string(),
-                reason: e.to_string(),
-            })?
-            .collect(),
-    };
-    if let Some(own) = addrs.iter().find(|a| local.is_own(**a)) {
-        return Err(DialError::Loop { addr: *own });
-    }
-    let mut last_error = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                // Latency matters more than packet count for interactive HTTPS.
-                let _ = stream.set_nodelay(true);
-                return Ok((stream, addr.ip()));
-            }
-            Err(e) => {
-                last_error = Some(DialError::Connect {
-                    addr,
-                    reason: e.to_string(),
-                })
-            }
+impl Dialer {
+    pub fn new(resolver: Resolver, local: LocalAddrs, timeout: Duration) -> Self {
+        Dialer {
+            resolver,
+            local,
+            timeout,
         }
     }
-    Err(last_error.unwrap_or_else(|| DialError::NoAddress {
-        host: host.to_string(),
-    }))
+
+    /// Resolve `host` and connect to the first address that answers, all within the
+    /// connect timeout. Returns the stream and the address it reached.
+    pub async fn dial(&self, host: &str, port: u16) -> Result<(TcpStream, IpAddr), DialError> {
+        match tokio::time::timeout(self.timeout, self.resolve_and_connect(host, port)).await {
+            Ok(result) => result,
+            Err(_) => Err(DialError::Timeout {
+                host: host.to_string(),
+                port,
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+
+    async fn resolve_and_connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<(TcpStream, IpAddr), DialError> {
+        let ips = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            // Boxed: a DNS lookup's state is large, and it would otherwise stay in the
+            // connection's future for as long as the connection lasts.
+            Err(_) => {
+                Box::pin(self.resolver.lookup(host))
+                    .await
+                    .map_err(|e| DialError::Resolve {
+                        host: host.to_string(),
+                        reason: e.to_string(),
+                    })?
+            }
+        };
+        let addrs: Vec<SocketAddr> = ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect();
+        if let Some(own) = addrs.iter().find(|a| self.local.is_own(**a)) {
+            return Err(DialError::Loop { addr: *own });
+        }
+        let mut last_error = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    // Latency matters more than packet count for interactive HTTPS.
+                    let _ = stream.set_nodelay(true);
+                    return Ok((stream, addr.ip()));
+                }
+                Err(e) => {
+                    last_error = Some(DialError::Connect {
+                        addr,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| DialError::NoAddress {
+            host: host.to_string(),
+        }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn dialer(local: LocalAddrs) -> Dialer {
+        Dialer::new(Resolver::from_system(), local, Duration::from_secs(5))
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_502() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let err = dial(
-            "127.0.0.1",
-            port,
-            Duration::from_secs(5),
-            &LocalAddrs::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = dialer(LocalAddrs::default())
+            .dial("127.0.0.1", port)
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), 502);
         assert_eq!(err.kind(), "connect_failed");
     }
 
     #[tokio::test]
     async fn a_name_that_does_not_resolve_is_a_502() {
-        let err = dial(
-            "no-such-host.invalid",
-            443,
-            Duration::from_secs(5),
-            &LocalAddrs::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = dialer(LocalAddrs::default())
+            .dial("no-such-host.invalid", 443)
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), 502);
         assert_eq!(err.kind(), "resolve_failed");
     }
@@ -144,9 +160,18 @@ mod tests {
     #[tokio::test]
     async fn our_own_listener_is_a_loop() {
         let local = LocalAddrs::new(vec!["127.0.0.1:3128".parse().unwrap()]);
-        let err = dial("127.0.0.1", 3128, Duration::from_secs(5), &local)
-            .await
-            .unwrap_err();
+        let err = dialer(local).dial("127.0.0.1", 3128).await.unwrap_err();
         assert_eq!(err.status(), 508);
+    }
+
+    #[tokio::test]
+    async fn a_name_in_the_hosts_file_reaches_its_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (_, ip) = dialer(LocalAddrs::default())
+            .dial("localhost", port)
+            .await
+            .unwrap();
+        assert!(ip.is_loopback());
     }
 }

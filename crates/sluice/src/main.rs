@@ -14,6 +14,13 @@ use clap::Parser;
 
 use cli::{CaCommand, Cli, Command, UserCommand};
 
+/// jemalloc instead of the C library's allocator: measured with `bench/run.sh`, it keeps
+/// an idle bumped connection about 3 KiB smaller (freed buffers are reused instead of
+/// fragmenting the heap) and a new bumped connection about 7 % cheaper.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

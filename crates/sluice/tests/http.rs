@@ -5,6 +5,7 @@
 mod support;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use support::certs::TestPki;
 use support::origin::{big_body, HELLO};
@@ -13,9 +14,15 @@ use support::sluice::SluiceConfig;
 use support::{curl, fetch, Origin, OriginOptions, Sluice};
 
 fn bumped() -> (TestPki, Origin, Sluice) {
+    bumped_with(None)
+}
+
+/// An origin that closes each connection `max_connection_age` after accepting it.
+fn bumped_with(max_connection_age: Option<Duration>) -> (TestPki, Origin, Sluice) {
     let pki = TestPki::new();
     let origin = Origin::start(OriginOptions {
         tls: Some(pki.valid()),
+        max_connection_age,
         ..Default::default()
     });
     let sluice = Sluice::start(
@@ -56,6 +63,101 @@ fn bumped_keep_alive_carries_several_requests_on_one_connection_each_way() {
         .filter(|r| r["kind"] == "http")
         .collect();
     assert_eq!(http.len(), 3, "{http:#?}");
+}
+
+/// An HTTP/1.1 client of our own on one bumped connection to bump.test, for requests
+/// curl cannot mix on one connection.
+async fn h1_client(
+    sluice: &Sluice,
+    port: u16,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let target = format!("127.0.0.1:{port}");
+    let tls =
+        support::tls_client::connect_tls(sluice.addr, &target, "bump.test", &sluice.ca_path(), &[])
+            .await;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// `method path` on `sender`: the status and the whole body.
+async fn h1_exchange(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    port: u16,
+    method: &str,
+    path: &str,
+) -> (u16, bytes::Bytes) {
+    use http_body_util::BodyExt;
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", format!("bump.test:{port}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    // The connection takes the next request once it has finished with the last one.
+    sender.ready().await.unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+/// Between exchanges sluice keeps only the upstream TLS stream (bump/h1_link.rs): empty
+/// bodies (HEAD, 204) still hand it back for the next request, and a server's
+/// `Connection: close` makes the next request open a new one.
+#[test]
+fn the_upstream_connection_is_reused_after_empty_bodies_and_replaced_after_close() {
+    let (_pki, origin, sluice) = bumped();
+    let port = origin.port();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut sender = h1_client(&sluice, port).await;
+        let exchanges = [
+            ("HEAD", "/hello", 200, ""),
+            ("GET", "/status/204", 204, ""),
+            ("GET", "/hello", 200, HELLO),
+            ("GET", "/close", 200, HELLO),
+            ("GET", "/hello", 200, HELLO),
+            ("GET", "/hello", 200, HELLO),
+        ];
+        for (method, path, status, body) in exchanges {
+            let got = h1_exchange(&mut sender, port, method, path).await;
+            assert_eq!(got, (status, body.into()), "{method} {path}");
+        }
+    });
+    // One upstream connection up to the server's close, one after it.
+    assert_eq!(origin.seen.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(origin.seen.requests.lock().unwrap().len(), 6);
+}
+
+/// An idle upstream connection is parked (bump/h1_link.rs): the next request runs over
+/// the same TLS connection, or over a new one when the server has closed it meanwhile.
+#[test]
+fn a_parked_upstream_connection_carries_the_next_request_or_is_replaced() {
+    for (max_age, connections) in [(None, 1), (Some(Duration::from_secs(2)), 2)] {
+        let (_pki, origin, sluice) = bumped_with(max_age);
+        let port = origin.port();
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let mut sender = h1_client(&sluice, port).await;
+            for pause in [Duration::ZERO, Duration::from_millis(2500)] {
+                tokio::time::sleep(pause).await;
+                let got = h1_exchange(&mut sender, port, "GET", "/hello").await;
+                assert_eq!(got, (200, HELLO.into()));
+            }
+        });
+        assert_eq!(
+            origin.seen.connections.load(Ordering::SeqCst),
+            connections,
+            "max age {max_age:?}"
+        );
+        assert!(
+            sluice.stderr().contains("idle upstream connection parked"),
+            "{}",
+            sluice.stderr()
+        );
+    }
 }
 
 #[test]

@@ -27,7 +27,8 @@ use rustls::crypto::{
 };
 use rustls::server::ParsedCertificate;
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    CertificateError, CipherSuite, ClientConfig, DigitallySignedStruct, RootCertStore,
+    SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -129,12 +130,37 @@ pub enum VerifyError {
 
 /// Verifies upstream certificate chains against the system roots plus
 /// `tls.upstream_roots`, and builds the upstream TLS client configuration.
-#[derive(Debug)]
 pub struct UpstreamVerifier {
     roots: RootCertStore,
     algorithms: WebPkiSupportedAlgorithms,
     /// Shared by every configuration handed out, so TLS sessions resume across them.
     base_config: ClientConfig,
+    /// Recent verdicts, by chain and name: a server that is connected to again (a
+    /// resumed session presents the same chain) is not verified again for a while.
+    verdicts: moka::sync::Cache<[u8; 32], Verdict>,
+}
+
+impl std::fmt::Debug for UpstreamVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamVerifier")
+            .field("roots", &self.roots.len())
+            .field("verdicts", &self.verdicts.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a verdict on a chain is reused: an expiry, or a changed chain, is noticed
+/// at most this late.
+const VERDICT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Chains and names whose verdicts are kept.
+const VERDICTS_KEPT: u64 = 10_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Verdict {
+    outcome: Result<(), CertErrorKind>,
+    /// The time the chain was judged at.
+    at: UnixTime,
 }
 
 impl UpstreamVerifier {
@@ -150,20 +176,46 @@ impl UpstreamVerifier {
         if roots.is_empty() {
             tracing::warn!("no trusted root certificate: every upstream certificate will be classified unknown_issuer");
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(upstream_provider());
         let algorithms = provider.signature_verification_algorithms;
         let base_config = accept_then_classify_config(provider)?;
         Ok(Arc::new(Self {
             roots,
             algorithms,
             base_config,
+            verdicts: moka::sync::Cache::builder()
+                .max_capacity(VERDICTS_KEPT)
+                .time_to_live(VERDICT_TTL)
+                .build(),
         }))
     }
 
     /// Verifies the chain (`certs[0]` is the leaf, the rest intermediates, as received)
     /// and the name. `server_name` is the SNI, or the CONNECT IP as
     /// [`ServerName::IpAddress`].
+    ///
+    /// A verdict is reused for [`VERDICT_TTL`] for the same chain and name, if `now` is
+    /// within that time after it was reached.
     pub fn classify(
+        &self,
+        certs: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), CertErrorKind> {
+        let key = verdict_key(certs, server_name);
+        let fresh = |verdict: &Verdict| {
+            now.as_secs() >= verdict.at.as_secs()
+                && now.as_secs() < verdict.at.as_secs() + VERDICT_TTL.as_secs()
+        };
+        if let Some(verdict) = self.verdicts.get(&key).filter(fresh) {
+            return verdict.outcome;
+        }
+        let outcome = self.verify(certs, server_name, now);
+        self.verdicts.insert(key, Verdict { outcome, at: now });
+        outcome
+    }
+
+    fn verify(
         &self,
         certs: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
@@ -203,6 +255,20 @@ impl UpstreamVerifier {
         config.alpn_protocols = alpn;
         Arc::new(config)
     }
+}
+
+/// What a verdict is kept under: SHA-256 over the name and every certificate of the chain
+/// (each with its length, so that no two chains share a key).
+fn verdict_key(certs: &[CertificateDer<'_>], server_name: &ServerName<'_>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    let name = server_name.to_str();
+    hash.update((name.len() as u64).to_be_bytes());
+    hash.update(name.as_bytes());
+    for cert in certs {
+        hash.update((cert.len() as u64).to_be_bytes());
+        hash.update(cert.as_ref());
+    }
+    hash.finalize().into()
 }
 
 /// SHA-256 of a certificate's DER (for `tls.trusted_server_certs` and cache keys).
@@ -245,6 +311,29 @@ fn add_root_file(roots: &mut RootCertStore, path: &Path) -> Result<(), VerifyErr
         });
     }
     Ok(())
+}
+
+/// The TLS implementation of the upstream leg: aws-lc-rs, offering AES-128-GCM before
+/// AES-256-GCM as browsers do (servers follow the client's order in TLS 1.3). For the
+/// security margin browsers accept, AES-128-GCM with SHA-256 costs markedly less CPU per
+/// byte and per handshake: SHA-256 has instructions of its own on x86 and ARM, the
+/// SHA-384 of the AES-256 suites does not.
+fn upstream_provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // A stable sort: the order within each group stays rustls' own.
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| is_aes_256(suite.suite()));
+    provider
+}
+
+fn is_aes_256(suite: CipherSuite) -> bool {
+    matches!(
+        suite,
+        CipherSuite::TLS13_AES_256_GCM_SHA384
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+    )
 }
 
 fn accept_then_classify_config(provider: Arc<CryptoProvider>) -> Result<ClientConfig, VerifyError> {
@@ -639,6 +728,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn upstream_offers_aes_128_before_aes_256_and_keeps_every_suite() {
+        let verifier = UpstreamVerifier::new(&[]).unwrap();
+        let config = verifier.client_config(Vec::new());
+        let offered: Vec<CipherSuite> = config
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        let position = |suite| offered.iter().position(|s| *s == suite).unwrap();
+        assert!(
+            position(CipherSuite::TLS13_AES_128_GCM_SHA256)
+                < position(CipherSuite::TLS13_AES_256_GCM_SHA384)
+        );
+        assert!(
+            position(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+                < position(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)
+        );
+        assert_eq!(
+            offered.len(),
+            rustls::crypto::aws_lc_rs::default_provider()
+                .cipher_suites
+                .len()
+        );
+    }
+
     // `now` is the caller's: the same chain is expired later and not yet valid earlier.
     #[test]
     fn classify_uses_the_given_time() {
@@ -658,6 +774,46 @@ mod tests {
         assert_eq!(
             verifier.classify(&certs, &dns(NAME), at(-2)),
             Err(CertErrorKind::NotYetValid)
+        );
+    }
+
+    // A verdict is reused for a minute for the same chain and name: an expiry is noticed
+    // at most that late; another name, or a time before the verdict, is judged afresh.
+    #[test]
+    fn a_verdict_is_reused_for_the_same_chain_and_name_for_a_minute() {
+        let root = TestCa::new("Test Root");
+        let (verifier, _dir) = verifier_trusting(&root);
+        let mut params = leaf_params(&[NAME]);
+        params.not_after = days_from_now(1);
+        let not_after = params.not_after;
+        let leaf = root.leaf(&params);
+        let certs = [leaf.der.clone()];
+        let at = |seconds_after_expiry: i64| {
+            let t = not_after + Duration::seconds(seconds_after_expiry);
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                (t - OffsetDateTime::UNIX_EPOCH).whole_seconds() as u64,
+            ))
+        };
+        assert_eq!(verifier.classify(&certs, &dns(NAME), at(-10)), Ok(()));
+        assert_eq!(
+            verifier.classify(&certs, &dns(NAME), at(20)),
+            Ok(()),
+            "the verdict of 30 s ago stands"
+        );
+        assert_eq!(
+            verifier.classify(&certs, &dns(NAME), at(60)),
+            Err(CertErrorKind::Expired),
+            "70 s later the chain is judged again"
+        );
+        assert_eq!(
+            verifier.classify(&certs, &dns("other.test"), at(61)),
+            Err(CertErrorKind::Expired),
+            "each name has its own verdict"
+        );
+        assert_eq!(
+            verifier.classify(&certs, &dns(NAME), at(-100)),
+            Ok(()),
+            "a time before the verdict is judged afresh"
         );
     }
 

@@ -10,21 +10,21 @@ use std::time::Duration;
 use http::header::HOST;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use sluice_policy::{same_domain, CertErrorPolicy, HostMismatch};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-use tokio_rustls::client::TlsStream;
 
+use super::h1_link::{H1Link, NeedsConnection};
 use super::h2_settings::{ExtendedConnect, SettingsWatch};
-use super::upstream::{self, Acceptance, H2};
+use super::upstream::{self, Acceptance, AlpnOffer, UpstreamStream, H2};
 use crate::access_log::Record;
 use crate::block_page::{BlockPage, BlockReason};
 use crate::context::Proxy;
 use crate::exchange::{exchange, Upstream};
-use crate::forward::{self, ProxyBody};
+use crate::forward::{self, boxed, ProxyBody};
 use crate::inspection::RequestInfo;
 
 /// How the requests of a bumped connection are answered.
@@ -109,7 +109,9 @@ impl BumpedHttp {
             authority: &authority,
             path: &path,
         };
-        exchange(&self.proxy, record, info, request, upstream).await
+        // Boxed: the exchange's state is large, and HTTP/1.1 connections keep room for
+        // this future while they wait for the next request.
+        Box::pin(exchange(&self.proxy, record, info, request, upstream)).await
     }
 }
 
@@ -144,14 +146,16 @@ fn authority_host(authority: &str) -> &str {
         })
 }
 
-enum Sender {
-    H1(http1::SendRequest<ProxyBody>),
+/// The server's side of the link, in the protocol it selected.
+enum Link {
+    H1(H1Link),
     H2(http2::SendRequest<ProxyBody>),
 }
 
 /// The connection to the server, HTTP/1.1 or HTTP/2 as the server selected.
 pub(crate) struct UpstreamLink {
-    sender: Mutex<Option<Sender>>,
+    /// `None` after a failed redial; the next request tries again.
+    link: Mutex<Option<Link>>,
     /// Whether the HTTP/2 server allows extended CONNECT (RFC 8441); `None` for HTTP/1.1.
     extended_connect: Option<ExtendedConnect>,
     redial: Redial,
@@ -162,15 +166,15 @@ pub(super) struct Redial {
     pub proxy: Arc<Proxy>,
     pub addr: SocketAddr,
     pub server_name: ServerName<'static>,
-    pub alpn: Vec<Vec<u8>>,
+    pub alpn: AlpnOffer,
     pub policy: CertErrorPolicy,
 }
 
 impl UpstreamLink {
-    pub(super) async fn open(stream: TlsStream<TcpStream>, redial: Redial) -> Result<Self, String> {
-        let (sender, extended_connect) = handshake(stream, &redial.proxy).await?;
+    pub(super) async fn open(stream: UpstreamStream, redial: Redial) -> Result<Self, String> {
+        let (link, extended_connect) = handshake(stream, &redial.proxy).await?;
         Ok(UpstreamLink {
-            sender: Mutex::new(Some(sender)),
+            link: Mutex::new(Some(link)),
             extended_connect,
             redial,
         })
@@ -188,36 +192,43 @@ impl UpstreamLink {
     }
 
     /// Send one request in the form the upstream protocol needs. HTTP/2 requests are
-    /// multiplexed; HTTP/1.1 ones wait for the previous exchange.
+    /// multiplexed; HTTP/1.1 ones wait for the previous exchange to end. A connection
+    /// the server closed is opened again (and its certificate judged again).
     pub(crate) async fn send(
         &self,
-        mut request: Request<ProxyBody>,
+        request: Request<ProxyBody>,
         authority: &str,
         path: &str,
-    ) -> Result<Response<Incoming>, String> {
-        let mut slot = self.sender.lock().await;
-        let usable = match slot.as_mut() {
-            Some(Sender::H1(sender)) => sender.ready().await.is_ok(),
-            Some(Sender::H2(sender)) => !sender.is_closed(),
-            None => false,
-        };
-        if !usable {
-            *slot = Some(self.redial.connect().await?);
-        }
-        let failed = |e: hyper::Error| format!("upstream request failed: {e}");
-        match slot.as_mut() {
-            Some(Sender::H2(sender)) => {
-                let mut sender = sender.clone();
-                drop(slot);
-                to_http2(&mut request, authority, path)?;
-                sender.send_request(request).await.map_err(failed)
+    ) -> Result<Response<ProxyBody>, String> {
+        let mut slot = self.link.lock().await;
+        let mut request = request;
+        // The connection as it is, then (if it cannot carry the request) a new one.
+        for attempt in 0..2 {
+            if attempt == 1 || slot.is_none() {
+                *slot = None;
+                let (link, _) = self.redial.connect().await?;
+                *slot = Some(link);
             }
-            Some(Sender::H1(sender)) => {
-                to_http1(&mut request, authority, path)?;
-                sender.send_request(request).await.map_err(failed)
+            match slot.as_mut() {
+                Some(Link::H2(sender)) if !sender.is_closed() => {
+                    let mut sender = sender.clone();
+                    drop(slot);
+                    to_http2(&mut request, authority, path)?;
+                    let failed = |e: hyper::Error| format!("upstream request failed: {e}");
+                    let response = sender.send_request(request).await.map_err(failed)?;
+                    return Ok(response.map(boxed));
+                }
+                Some(Link::H1(link)) => {
+                    to_http1(&mut request, authority, path)?;
+                    match link.send(request).await {
+                        Ok(sent) => return sent,
+                        Err(NeedsConnection(back)) => request = back,
+                    }
+                }
+                _ => {}
             }
-            None => Err("no upstream connection".into()),
         }
+        Err("the server closed every connection offered".into())
     }
 }
 
@@ -247,9 +258,9 @@ fn to_http1<B>(request: &mut Request<B>, authority: &str, path: &str) -> Result<
 /// The HTTP connection over the upstream TLS stream, in the protocol the server
 /// selected; for HTTP/2 also what its SETTINGS say of extended CONNECT.
 async fn handshake(
-    stream: TlsStream<TcpStream>,
+    stream: UpstreamStream,
     proxy: &Proxy,
-) -> Result<(Sender, Option<ExtendedConnect>), String> {
+) -> Result<(Link, Option<ExtendedConnect>), String> {
     let selected_h2 = stream.get_ref().1.alpn_protocol() == Some(H2);
     let failed = |e: hyper::Error| format!("upstream HTTP handshake failed: {e}");
     if selected_h2 {
@@ -266,36 +277,23 @@ async fn handshake(
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
             }
         });
-        Ok((Sender::H2(sender), Some(extended_connect)))
+        Ok((Link::H2(sender), Some(extended_connect)))
     } else {
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(failed)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok((Sender::H1(sender), None))
+        Ok((Link::H1(H1Link::new(stream)), None))
     }
 }
 
 impl Redial {
-    async fn connect(&self) -> Result<Sender, String> {
+    async fn connect(&self) -> Result<(Link, Option<ExtendedConnect>), String> {
         let timeout = self.proxy.config.settings.limits.connect_timeout;
         let tcp = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(format!("reconnecting to {} failed: {e}", self.addr)),
             Err(_) => return Err(format!("reconnecting to {} timed out", self.addr)),
         };
-        let verified = upstream::handshake(
-            &self.proxy,
-            tcp,
-            self.server_name.clone(),
-            self.alpn.clone(),
-        )
-        .await
-        .map_err(|failure| failure.detail)?;
+        let verified = upstream::handshake(&self.proxy, tcp, self.server_name.clone(), self.alpn)
+            .await
+            .map_err(|failure| failure.detail)?;
         let acceptance = upstream::accept(
             &self.proxy,
             verified.outcome,
@@ -308,8 +306,7 @@ impl Redial {
                 kind.as_str()
             )),
             Acceptance::Trusted | Acceptance::Untrusted => {
-                let (sender, _) = handshake(verified.stream, &self.proxy).await?;
-                Ok(sender)
+                handshake(verified.stream, &self.proxy).await
             }
         }
     }

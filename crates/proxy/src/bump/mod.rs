@@ -5,11 +5,12 @@
 //! upstream or answered with the block page.
 
 mod client_side;
+mod h1_link;
 mod h2_settings;
 mod http;
 mod upstream;
 
-pub(crate) use self::upstream::CertificateRequestSeen;
+pub(crate) use self::upstream::{CertificateRequestSeen, UpstreamConfigs};
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -23,12 +24,13 @@ use rustls::pki_types::ServerName;
 use sluice_policy::{normalize_domain, CertErrorPolicy};
 use sluice_tls::mint::Minter;
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 pub(crate) use self::http::UpstreamLink;
 use self::http::{BumpedHttp, Mode, Redial};
-use self::upstream::{Acceptance, HandshakeFailure, Verified, H2, HTTP11};
+use self::upstream::{
+    Acceptance, AlpnOffer, HandshakeFailure, UpstreamStream, Verified, H2, HTTP11,
+};
 use crate::access_log::Record;
 use crate::block_page::BlockReason;
 use crate::bypass::BypassReason;
@@ -36,7 +38,7 @@ use crate::context::Proxy;
 use crate::counting::{ByteCounts, Counted};
 use crate::forward;
 use crate::metrics::Phase;
-use crate::rewind::Rewind;
+use crate::read_ahead::ReadAhead;
 
 /// What the CONNECT flow learned, handed to bump.
 pub struct BumpTarget<'a> {
@@ -57,7 +59,7 @@ pub struct BumpTarget<'a> {
 /// client handshake.
 enum Plan {
     Forward {
-        upstream: Box<TlsStream<TcpStream>>,
+        upstream: Box<UpstreamStream>,
         /// The replacement must not be trusted (`on_cert_error = "untrusted"`).
         untrusted: bool,
         /// The protocol the server selected (none: HTTP/1.1).
@@ -75,18 +77,50 @@ pub async fn bump(
     upstream: TcpStream,
     target: &BumpTarget<'_>,
 ) {
+    // The handshakes run in a future of their own, freed once they are done: their
+    // state is large, and what serves the requests lives as long as the connection.
+    let established = Box::pin(establish(proxy, record, client, held, upstream, target)).await;
+    if let Some(established) = established {
+        serve(proxy, record, target, established).await;
+    }
+}
+
+/// A bumped connection whose handshakes are done, ready to serve HTTP.
+struct Established {
+    client_tls: tokio_rustls::server::TlsStream<ReadAhead<Counted<TcpStream>>>,
+    counts: Arc<ByteCounts>,
+    /// The ClientHello bytes read before the handshake (counted as `bytes_up`).
+    held_len: u64,
+    mode: Mode,
+    client_h2: bool,
+    /// The client may be offered WebSocket over HTTP/2 (RFC 8441).
+    extended_connect: bool,
+    /// The SNI, or the CONNECT host.
+    server: String,
+}
+
+/// Upstream TLS, the certificate policy, the replacement certificate and the client
+/// handshake. `None`: the connection ends here (the record says why).
+async fn establish(
+    proxy: &Arc<Proxy>,
+    record: &mut Record,
+    client: TcpStream,
+    held: Vec<u8>,
+    upstream: TcpStream,
+    target: &BumpTarget<'_>,
+) -> Option<Box<Established>> {
     let Some(server_name) = upstream_server_name(target) else {
         record.error = Some("bad_server_name".into());
-        return;
+        return None;
     };
     let policy = target
         .cert_errors
         .unwrap_or(proxy.config.settings.tls.on_cert_error);
     let server = target.sni.unwrap_or(target.host).to_string();
-    let offer = upstream::alpn_offer(target.client_alpn);
+    let offer = AlpnOffer::from_client(target.client_alpn);
 
     let started = Instant::now();
-    let handshake = upstream::handshake(proxy, upstream, server_name.clone(), offer.clone()).await;
+    let handshake = upstream::handshake(proxy, upstream, server_name.clone(), offer).await;
     proxy.metrics.phase(Phase::UpstreamTls, started.elapsed());
     match &handshake {
         Err(_) => proxy.metrics.handshake_failure("upstream", "handshake"),
@@ -118,7 +152,7 @@ pub async fn bump(
         Err(e) => {
             tracing::error!(error = %e, server, "minting a replacement certificate failed");
             record.error = Some("mint_failed".into());
-            return;
+            return None;
         }
     };
 
@@ -144,7 +178,7 @@ pub async fn bump(
                 Ok(link) => Mode::Forward(link),
                 Err(e) => {
                     record.error = Some(format!("upstream_http_failed: {e}"));
-                    return;
+                    return None;
                 }
             }
         }
@@ -152,7 +186,7 @@ pub async fn bump(
 
     let counts = Arc::new(ByteCounts::default());
     let held_len = held.len() as u64;
-    let client_io = Rewind::new(held, Counted::new(client, counts.clone()));
+    let client_io = ReadAhead::with_prefix(held, Counted::new(client, counts.clone()));
     let config = client_side::config(proxy, certified, selected);
     let timeout = proxy.config.settings.limits.client_hello_timeout;
     let accepting = Instant::now();
@@ -173,12 +207,12 @@ pub async fn bump(
             }
             record.error = Some(error.into());
             record_counts(record, &counts, held_len);
-            return;
+            return None;
         }
         Err(_) => {
             record.error = Some("client_handshake_timeout".into());
             record_counts(record, &counts, held_len);
-            return;
+            return None;
         }
     };
     let session = client_tls.get_ref().1;
@@ -188,16 +222,45 @@ pub async fn bump(
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let client_h2 = session.alpn_protocol() == Some(H2);
 
-    let default_authority = match target.port {
-        443 => server.clone(),
-        port => format!("{server}:{port}"),
-    };
     let extended_connect = match &mode {
         Mode::Forward(link) if client_h2 => {
             link.extended_connect(proxy.config.settings.limits.connect_timeout)
                 .await
         }
         _ => false,
+    };
+    // Boxed: moved twice on its way to `serve`, it would otherwise take its size twice
+    // in the connection's future for as long as the connection lasts.
+    Some(Box::new(Established {
+        client_tls,
+        counts,
+        held_len,
+        mode,
+        client_h2,
+        extended_connect,
+        server,
+    }))
+}
+
+/// Serve the client's HTTP/1.1 or HTTP/2 requests until the connection ends.
+async fn serve(
+    proxy: &Arc<Proxy>,
+    record: &mut Record,
+    target: &BumpTarget<'_>,
+    established: Box<Established>,
+) {
+    let Established {
+        client_tls,
+        counts,
+        held_len,
+        mode,
+        client_h2,
+        extended_connect,
+        server,
+    } = unbox(established);
+    let default_authority = match target.port {
+        443 => server.clone(),
+        port => format!("{server}:{port}"),
     };
     let bumped = Arc::new(BumpedHttp {
         proxy: proxy.clone(),
@@ -233,6 +296,13 @@ pub async fn bump(
         tracing::debug!(error = %e, server, "bumped connection ended with an error");
     }
     record_counts(record, &counts, held_len);
+}
+
+/// Moves the value out and frees the box now, not when the caller's scope ends (which
+/// for `serve` is the end of the connection).
+#[allow(clippy::boxed_local)]
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
 }
 
 /// Decide, from the upstream handshake, how requests will be answered; returns the

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{AlertDescription, SignatureScheme};
+use rustls::{AlertDescription, ClientConfig, SignatureScheme};
 use sluice_policy::CertErrorPolicy;
 use sluice_tls::verify::{cert_sha256, CertErrorKind};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+use crate::read_ahead::ReadAhead;
 use tokio_rustls::TlsConnector;
 
 use crate::context::Proxy;
@@ -21,9 +23,12 @@ use crate::context::Proxy;
 pub(super) const H2: &[u8] = b"h2";
 pub(super) const HTTP11: &[u8] = b"http/1.1";
 
+/// The TLS connection to the server.
+pub(super) type UpstreamStream = TlsStream<ReadAhead<TcpStream>>;
+
 /// A completed upstream handshake, not yet judged.
 pub(super) struct Verified {
-    pub stream: TlsStream<TcpStream>,
+    pub stream: UpstreamStream,
     pub outcome: Result<(), CertErrorKind>,
     pub leaf: Option<Vec<u8>>,
     /// The protocol the server selected.
@@ -37,18 +42,68 @@ pub(super) struct HandshakeFailure {
     pub certificate_requested: bool,
 }
 
-/// What sluice offers upstream: the client's offer ∩ {h2, http/1.1}, in the client's
-/// order; just http/1.1 when that leaves nothing.
-pub(super) fn alpn_offer(client_alpn: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let offer: Vec<Vec<u8>> = client_alpn
-        .iter()
-        .filter(|p| p.as_slice() == H2 || p.as_slice() == HTTP11)
-        .cloned()
-        .collect();
-    if offer.is_empty() {
-        vec![HTTP11.to_vec()]
-    } else {
-        offer
+/// What sluice offers upstream (SPEC §2.1): the client's offer ∩ {h2, http/1.1}, in the
+/// client's order; just http/1.1 when that leaves nothing. There are four such offers,
+/// so each has its TLS configuration built once ([`UpstreamConfigs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AlpnOffer {
+    Http11,
+    H2,
+    H2ThenHttp11,
+    Http11ThenH2,
+}
+
+impl AlpnOffer {
+    const ALL: [AlpnOffer; 4] = [
+        AlpnOffer::Http11,
+        AlpnOffer::H2,
+        AlpnOffer::H2ThenHttp11,
+        AlpnOffer::Http11ThenH2,
+    ];
+
+    pub(super) fn from_client(client_alpn: &[Vec<u8>]) -> Self {
+        let mut wanted = client_alpn.iter().filter_map(|p| match p.as_slice() {
+            H2 => Some(AlpnOffer::H2),
+            HTTP11 => Some(AlpnOffer::Http11),
+            _ => None,
+        });
+        let first = wanted.next();
+        let second = wanted.find(|p| Some(*p) != first);
+        match (first, second) {
+            (None, _) => AlpnOffer::Http11,
+            (Some(AlpnOffer::H2), Some(_)) => AlpnOffer::H2ThenHttp11,
+            (Some(_), Some(_)) => AlpnOffer::Http11ThenH2,
+            (Some(only), None) => only,
+        }
+    }
+
+    fn protocols(self) -> Vec<Vec<u8>> {
+        let protocols: &[&[u8]] = match self {
+            AlpnOffer::Http11 => &[HTTP11],
+            AlpnOffer::H2 => &[H2],
+            AlpnOffer::H2ThenHttp11 => &[H2, HTTP11],
+            AlpnOffer::Http11ThenH2 => &[HTTP11, H2],
+        };
+        protocols.iter().map(|p| p.to_vec()).collect()
+    }
+}
+
+/// The upstream TLS client configurations, one per [`AlpnOffer`]. They share the session
+/// cache, the verifier and the client-certificate resolver, so a session made under one
+/// offer resumes under another.
+pub(crate) struct UpstreamConfigs([Arc<ClientConfig>; 4]);
+
+impl UpstreamConfigs {
+    pub(crate) fn new(base: &ClientConfig) -> Self {
+        UpstreamConfigs(AlpnOffer::ALL.map(|offer| {
+            let mut config = base.clone();
+            config.alpn_protocols = offer.protocols();
+            Arc::new(config)
+        }))
+    }
+
+    fn get(&self, offer: AlpnOffer) -> Arc<ClientConfig> {
+        self.0[offer as usize].clone()
     }
 }
 
@@ -58,16 +113,12 @@ pub(super) async fn handshake(
     proxy: &Proxy,
     tcp: TcpStream,
     server_name: ServerName<'static>,
-    alpn: Vec<Vec<u8>>,
+    offer: AlpnOffer,
 ) -> Result<Verified, HandshakeFailure> {
     let requested = Arc::new(AtomicBool::new(false));
-    // A clone shares the session cache, the verifier and the client-certificate
-    // resolver with the base configuration, which keeps sessions resumable.
-    let mut config = (*proxy.upstream_tls).clone();
-    config.alpn_protocols = alpn;
-    let connector = TlsConnector::from(Arc::new(config));
+    let connector = TlsConnector::from(proxy.upstream_tls.get(offer));
     let timeout = proxy.config.settings.limits.connect_timeout;
-    let connecting = connector.connect(server_name.clone(), tcp);
+    let connecting = connector.connect(server_name.clone(), ReadAhead::new(tcp));
     let result = CERTIFICATE_REQUESTED
         .scope(requested.clone(), tokio::time::timeout(timeout, connecting))
         .await;
@@ -188,8 +239,10 @@ mod tests {
 
     #[test]
     fn the_alpn_offer_keeps_h2_and_http11_in_the_clients_order() {
-        let offer =
-            |client: &[&[u8]]| alpn_offer(&client.iter().map(|p| p.to_vec()).collect::<Vec<_>>());
+        let offer = |client: &[&[u8]]| {
+            AlpnOffer::from_client(&client.iter().map(|p| p.to_vec()).collect::<Vec<_>>())
+                .protocols()
+        };
         assert_eq!(
             offer(&[b"h2", b"http/1.1"]),
             vec![H2.to_vec(), HTTP11.to_vec()]
@@ -198,6 +251,8 @@ mod tests {
             offer(&[b"http/1.1", b"spdy/3", b"h2"]),
             vec![HTTP11.to_vec(), H2.to_vec()]
         );
+        assert_eq!(offer(&[b"h2", b"h2"]), vec![H2.to_vec()]);
+        assert_eq!(offer(&[b"acme-tls/1", b"http/1.1"]), vec![HTTP11.to_vec()]);
         assert_eq!(offer(&[]), vec![HTTP11.to_vec()]);
         assert_eq!(offer(&[b"acme-tls/1"]), vec![HTTP11.to_vec()]);
     }

@@ -37,6 +37,8 @@ pub struct OriginOptions {
     pub client_ca: Option<Vec<u8>>,
     /// Extra files served at `/files/NAME` with their content type.
     pub files: Vec<(&'static str, &'static str, Vec<u8>)>,
+    /// Close every connection this long after accepting it, busy or idle.
+    pub max_connection_age: Option<std::time::Duration>,
 }
 
 /// What an origin saw.
@@ -84,6 +86,7 @@ impl Origin {
             options.alpn.clone()
         };
         let client_ca = options.client_ca.clone();
+        let max_age = options.max_connection_age;
         let acceptor = options.tls.map(|leaf| tls_acceptor(leaf, &alpn, client_ca));
         *seen.files.lock().unwrap() = options.files;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -96,7 +99,7 @@ impl Origin {
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).unwrap();
                 tokio::select! {
-                    () = accept_loop(listener, acceptor, task_seen) => {}
+                    () = accept_loop(listener, acceptor, task_seen, max_age) => {}
                     _ = stopped => {}
                 }
             });
@@ -144,7 +147,12 @@ fn tls_acceptor(leaf: Leaf, alpn: &[&str], client_ca: Option<Vec<u8>>) -> TlsAcc
     TlsAcceptor::from(Arc::new(config))
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, seen: Arc<Seen>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    seen: Arc<Seen>,
+    max_age: Option<std::time::Duration>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             return;
@@ -152,7 +160,8 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, seen:
         seen.connections.fetch_add(1, Ordering::SeqCst);
         let seen = seen.clone();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
+        let age_limit = max_age.unwrap_or(std::time::Duration::from_secs(3600));
+        let connection = async move {
             match acceptor {
                 Some(acceptor) => {
                     if let Ok(tls) = acceptor.accept(tcp).await {
@@ -166,6 +175,9 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, seen:
                 }
                 None => serve(TokioIo::new(tcp), seen).await,
             }
+        };
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(age_limit, connection).await;
         });
     }
 }
@@ -210,6 +222,13 @@ async fn route(request: Request<Incoming>, seen: &Seen) -> Response<OriginBody> 
         .push(format!("{:?}", request.version()));
     match path.as_str() {
         "/hello" => text(HELLO),
+        "/close" => {
+            let mut response = text(HELLO);
+            response
+                .headers_mut()
+                .insert("connection", "close".parse().unwrap());
+            response
+        }
         "/websocket" => websocket_echo(request),
         "/page" => {
             let mut response = text(format!(
