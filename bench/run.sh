@@ -16,6 +16,8 @@ source "$BENCH_DIR/lib/conf.sh"
 source "$BENCH_DIR/lib/proxies.sh"
 # shellcheck source=bench/lib/measure.sh
 source "$BENCH_DIR/lib/measure.sh"
+# shellcheck source=bench/lib/profile.sh
+source "$BENCH_DIR/lib/profile.sh"
 
 usage() {
   cat <<'EOF'
@@ -48,7 +50,10 @@ Options:
   --only ROWS       run only these rows (e.g. --only 'bump-*,idle-bump')
   --proxies LIST    columns to measure (default direct,squid,sluice[,g3proxy])
   --out FILE        where to write the results (default bench/RESULTS.md)
-  --keep            keep the work dir (configs, logs, raw JSON) and print its path
+  --profile         then run each row once more under perf (installs linux-perf) and add
+                    a table of where sluice's CPU goes: kernel by system call, crypto,
+                    copies, allocator, rustls, hyper, tokio, sluice's own code
+  --keep            keep the work dir (configs, logs, raw JSON, perf data) and print its path
   --no-install      do not run apt-get (fail if something is missing)
   --no-build        do not run cargo build (use the binaries in the target dir)
   --g3proxy PATH    add a g3proxy column (also needs --g3fcgen); never built or fetched.
@@ -63,7 +68,7 @@ EOF
 
 # ---------------------------------------------------------------------------- options
 
-REPS=3 DURATION=10 WARMUP=2 QUICK="" ONLY="" PROXY_LIST="" OUT="" KEEP="" NO_INSTALL="" NO_BUILD=""
+REPS=3 DURATION=10 WARMUP=2 QUICK="" ONLY="" PROXY_LIST="" OUT="" KEEP="" NO_INSTALL="" NO_BUILD="" PROFILE=""
 G3PROXY="" G3FCGEN=""
 HOLD_COUNT=2000 NAMES_COUNT=2000
 ARGS_GIVEN="$*"
@@ -78,6 +83,7 @@ parse_args() {
       --only) ONLY=${2:?--only needs rows}; shift ;;
       --proxies) PROXY_LIST=${2:?--proxies needs a list}; shift ;;
       --out) OUT=${2:?--out needs a file}; shift ;;
+      --profile) PROFILE=1 ;;
       --keep) KEEP=1 ;;
       --no-install) NO_INSTALL=1 ;;
       --no-build) NO_BUILD=1 ;;
@@ -220,6 +226,23 @@ machine_lines() {
   echo "- nginx with $(wc -l < "$CERTS/names.txt") + 2 server blocks was listening ${NGINX_START_MS} ms after start"
 }
 
+profile_section() {
+  echo "## Where sluice's CPU goes"
+  echo
+  echo "One more run of each row against a fresh sluice, sampled by \`perf record -e cpu-clock"
+  echo "-F 1999 -g -p PID\` (perf on CPU 1). Each cell is the row's median sluice CPU per unit"
+  echo "(from the table above) times the share of the samples in that category. A kernel"
+  echo "sample counts for the system call it ran under (named by the libc wrapper on its"
+  echo "stack; \"other\" is interrupts and faults outside system calls), a user-space sample"
+  echo "for the library of its own function (inlined code counts for its caller; generic"
+  echo "glue such as future combinators is \"other\"). On loopback, sending a segment also"
+  echo "runs the receiver's TCP/IP input in the sender's context: \"send\""
+  echo "includes the origin's and the client's receive path, and the wakeup of the process"
+  echo "on the other CPU (an inter-processor interrupt: a VM exit under a hypervisor)."
+  echo
+  profile_table
+}
+
 # What the proxies said beyond their start-up banners, counted (numbers folded to N).
 log_summary() {
   local f n
@@ -275,6 +298,7 @@ write_report() {
     echo "Ratios above 1 mean more for sluice: better for MB/s, conns/s and req/s, worse for"
     echo "CPU, latency and memory."
     echo
+    if [[ -n $PROFILE ]]; then profile_section; echo; fi
     echo "## Checks before measuring"
     echo
     for f in "${CHECKS[@]}"; do echo "- $f"; done
@@ -351,6 +375,7 @@ main() {
 
   local r
   for r in "${ROWS[@]}"; do run_row "$r"; done
+  [[ -z $PROFILE ]] || profile_rows
 
   local when elapsed table
   when=$(date -u '+%Y-%m-%d %H:%M UTC')

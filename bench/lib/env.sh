@@ -40,6 +40,7 @@ install_packages() {
   command -v ip >/dev/null || need+=(iproute2)
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
+  if [[ -n $PROFILE ]] && ! command -v perf > /dev/null; then need+=(linux-perf); fi
   command -v timeout >/dev/null || need+=(coreutils)
   if ((${#need[@]})); then
     log "installing ${need[*]} with apt-get"

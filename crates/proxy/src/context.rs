@@ -137,7 +137,7 @@ impl Proxy {
             minter: Minter::new(ca, leaf_key, tls.cert_cache_size),
             untrusted_minter: Minter::new(Arc::new(untrusted_ca), leaf_key, tls.cert_cache_size),
             verifier,
-            crypto: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            crypto: Arc::new(sluice_tls::crypto::provider()),
             upstream_tls,
             trusted_server_certs: tls.trusted_server_certs.iter().copied().collect(),
             client_tickets: rustls::crypto::aws_lc_rs::Ticketer::new()

@@ -6,5 +6,6 @@
 
 pub mod ca;
 pub mod client_hello;
+pub mod crypto;
 pub mod mint;
 pub mod verify;

@@ -188,9 +188,11 @@ async fn drive(
     sender: Arc<SenderSlot>,
     back: oneshot::Sender<Option<Box<UpstreamStream>>>,
 ) {
+    let park_check = tokio::time::sleep_until(usage.last_activity() + PARK_AFTER);
+    tokio::pin!(park_check);
     loop {
-        let park_at = usage.last_activity() + PARK_AFTER;
         tokio::select! {
+            biased;
             ended = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "upstream connection ended with an error");
@@ -199,8 +201,10 @@ async fn drive(
                 let _ = back.send(None);
                 return;
             }
-            () = tokio::time::sleep_until(park_at) => {
-                if usage.last_activity() + PARK_AFTER <= Instant::now() && usage.try_park() {
+            () = park_check.as_mut() => {
+                let now = Instant::now();
+                let last_activity = usage.last_activity();
+                if last_activity + PARK_AFTER <= now && usage.try_park() {
                     // The sender holds hyper's request channel (8 KiB) alive.
                     lock(&sender).take();
                     let parts = connection.into_parts();
@@ -213,9 +217,18 @@ async fn drive(
                     let _ = back.send(stream);
                     return;
                 }
+                park_check.as_mut().reset(next_park_check(now, last_activity));
             }
         }
     }
+}
+
+/// When to look again after a look that could not park: [`PARK_AFTER`] past the last
+/// activity, or, while an exchange runs (its bodies move data without counting as
+/// activity), half a [`PARK_AFTER`] from now. Never now or earlier, or a long download would
+/// spin this task on a timer that has already fired.
+fn next_park_check(now: Instant, last_activity: Instant) -> Instant {
+    (last_activity + PARK_AFTER).max(now + PARK_AFTER / 2)
 }
 
 /// hyper's handle for sending requests on a running connection: taken by an exchange
@@ -369,6 +382,17 @@ impl<B: Body> Drop for Completion<B> {
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Empty, Full};
+
+    #[test]
+    fn the_next_park_check_is_always_ahead() {
+        let now = Instant::now();
+        // A download that began long ago: look again later, not at once.
+        let long_ago = now - Duration::from_secs(60);
+        assert_eq!(next_park_check(now, long_ago), now + PARK_AFTER / 2);
+        // Activity a moment ago: look when the connection has been idle long enough.
+        let just_now = now - Duration::from_millis(10);
+        assert_eq!(next_park_check(now, just_now), just_now + PARK_AFTER);
+    }
 
     #[test]
     fn a_connection_parks_only_when_every_body_of_its_exchanges_has_ended() {
