@@ -230,8 +230,9 @@ profile_section() {
   echo "## Where sluice's CPU goes"
   echo
   echo "One more run of each row against a fresh sluice, sampled by \`perf record -e cpu-clock"
-  echo "-F 1999 -g -p PID\` (perf on CPU 1). Each cell is the row's median sluice CPU per unit"
-  echo "(from the table above) times the share of the samples in that category. A kernel"
+  echo "-F 1999 -g -p PID\` (perf on CPU 1). Each cell is that run's sluice CPU per unit of"
+  echo "work (read from its cgroup, as in the measured runs) times the share of the samples in"
+  echo "that category; the median of the measured runs is shown beside it. A kernel"
   echo "sample counts for the system call it ran under (named by the libc wrapper on its"
   echo "stack; \"other\" is interrupts and faults outside system calls), a user-space sample"
   echo "for the library of its own function (inlined code counts for its caller; generic"
@@ -290,8 +291,10 @@ write_report() {
     echo "segment runs in the sender's context, so a proxy's CPU includes the receive side of"
     echo "what it sends (and not of what it receives); the same for every proxy. The CPU the"
     echo "rest of the machine used during each run (root cgroup − proxy − nginx − loadgen −"
-    echo "this script) is kept in the raw JSON (\"other_cpu\", in CPUs); runs where it exceeded"
-    echo "$OTHER_MAX of a CPU are listed under the table."
+    echo "this script) is kept in the raw JSON (\"other_cpu\", in CPUs), and so is the share of"
+    echo "each CPU's time the hypervisor gave to other guests (\"steal_cpu0\", \"steal_cpu1\", from"
+    echo "/proc/stat); runs where the first exceeded $OTHER_MAX of a CPU or the second $STEAL_MAX are"
+    echo "listed under the table."
     echo
     echo "$table"
     echo

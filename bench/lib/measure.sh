@@ -97,14 +97,21 @@ raw() { # ROW PROXY REP PHASE EXTRA_JSON_FIELDS
 }
 
 cpu_fields() { # PROXY_CPU_NS: the CPU fields of a raw record
-  printf ',"proxy_cpu_ns":%s,"cpu_accounting":"%s","other_cpu":%s' "$1" "$CG_MODE" "${SNAP_OTHER:-null}"
+  local steal; read -ra steal <<< "$SNAP_STEAL"
+  printf ',"proxy_cpu_ns":%s,"cpu_accounting":"%s","other_cpu":%s,"steal_cpu0":%s,"steal_cpu1":%s' \
+    "$1" "$CG_MODE" "${SNAP_OTHER:-null}" "${steal[0]}" "${steal[1]}"
 }
 
-# A run during which the rest of the machine used more than OTHER_MAX of a CPU is noted.
-OTHER_MAX=0.10
+# A run during which the rest of the machine used more than OTHER_MAX of a CPU, or the
+# hypervisor took more than STEAL_MAX of CPU 0 or CPU 1, is noted.
+OTHER_MAX=0.10 STEAL_MAX=0.02
 check_other() { # ROW REP
   if [[ -n $SNAP_OTHER ]] && awk -v x="$SNAP_OTHER" -v m="$OTHER_MAX" 'BEGIN { exit !(x > m) }'; then
     note "$1" "$P_NAME" "rep $2: other processes on the machine used $(awk -v x="$SNAP_OTHER" 'BEGIN { printf "%.0f", x * 100 }') % of a CPU during the run (figures disturbed)"
+  fi
+  local steal; read -ra steal <<< "$SNAP_STEAL"
+  if awk -v a="${steal[0]}" -v b="${steal[1]}" -v m="$STEAL_MAX" 'BEGIN { exit !(a > m || b > m) }'; then
+    note "$1" "$P_NAME" "rep $2: the hypervisor ran other guests for $(awk -v x="${steal[0]}" 'BEGIN { printf "%.0f", x * 100 }') % of CPU 0's and $(awk -v x="${steal[1]}" 'BEGIN { printf "%.0f", x * 100 }') % of CPU 1's time during the run (steal; figures disturbed)"
   fi
 }
 

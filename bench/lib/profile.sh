@@ -4,8 +4,8 @@
 # sampling it (perf itself on CPU 1); the samples are split into kernel work by system
 # call, cryptography, memory copies, the allocator and the libraries and code of the
 # rest of user space, and each
-# share is applied to the row's median CPU per unit of work from the measured runs (the
-# profiled run only gives the proportions: sampling slows the proxy a little).
+# share is applied to the CPU per unit of work of the profiled run itself (read from the
+# proxy's cgroup as in the measured runs; sampling adds a percent or two).
 # Sourced by run.sh, not run on its own.
 #
 # Files in the work dir: perf/ROW.data (kept with --keep: `perf report -i`, or a flame
@@ -105,16 +105,35 @@ profile_row() { # ROW
     proxy_stop; warn "profile of $row: warm-up failed"; return 0
   fi
   read -ra args <<< "$(row_args "$row")"
+  local s0 s1 ok bytes per_unit
+  s0=$(cpu_snapshot)
   taskset -c 1 perf record -q -e cpu-clock -F 1999 -g -p "$P_PID" -o "$data" > "$W/perf/$row.log" 2>&1 &
   perf_pid=$!; PIDS+=("$perf_pid")
   sleep 0.5   # perf attaches to every thread before the load starts
-  loadgen_run "$row/sluice profiled" 900 "${args[@]}" "${pargs[@]}" || warn "profile of $row: loadgen failed"
+  # As in the measured runs, 800 MiB for a throughput row (8 downloads of one stream).
+  local runs=1 i total_bytes=0
+  [[ $row =~ ^(tunnel|bump)-1$ ]] && runs=8
+  for ((i = 1; i <= runs; i++)); do
+    loadgen_run "$row/sluice profiled" 900 "${args[@]}" "${pargs[@]}" || { warn "profile of $row: loadgen failed"; break; }
+    local got; got=$(jget "$LG_JSON" bytes)
+    total_bytes=$((total_bytes + ${got:-0}))
+  done
   kill -INT "$perf_pid" 2> /dev/null || true
   wait "$perf_pid" 2> /dev/null || true
+  s1=$(cpu_snapshot)
+  snapshot_delta "$s0" "$s1"
   proxy_stop
   if [[ ! -s $data ]]; then
     warn "profile of $row: perf wrote nothing"; show_tail "$W/perf/$row.log"; return 0
   fi
+  # The profiled run's own CPU per unit, in the unit of its row: the shares apply to it.
+  ok=$(jget "$LG_JSON" ok); bytes=$total_bytes
+  case $row in
+    tunnel-1 | tunnel-8 | bump-1 | bump-8) per_unit=$(awk -v c="$SNAP_PROXY_NS" -v b="${bytes:-0}" 'BEGIN { if (b > 0) printf "%.4f", c / b }') ;;
+    *) per_unit=$(awk -v c="$SNAP_PROXY_NS" -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.2f", c / 1000 / n }') ;;
+  esac
+  [[ -n $per_unit ]] || { warn "profile of $row: no work done"; return 0; }
+  printf '%s\ttotal\t%s\n' "$row" "$per_unit" >> "$W/profile.tsv"
   profile_shares "$data" | sed "s/^/$row\t/" >> "$W/profile.tsv"
 }
 
@@ -128,8 +147,8 @@ profile_rows() {
   done
 }
 
-# The Markdown table: a column per row, a line per category; each cell is the row's
-# median CPU per unit of work times the category's share (the share in brackets).
+# The Markdown table: a column per row, a line per category; each cell is the profiled
+# run's CPU per unit of work times the category's share (the share in brackets).
 profile_table() {
   local r rows=() units=() targets=()
   for r in "${ROWS[@]}"; do
@@ -157,16 +176,20 @@ profile_table() {
       return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
     }
     FILENAME ~ /results.tsv$/ { if ($2 == "sluice" && $4 == "cpu") val[$1, ++cnt[$1]] = $5; next }
+    $2 == "total" { total[$1] = $3; next }
     { share[$1, $2] = $3 }
     END {
       nr = split(rows, row, " "); split(units, unit, " "); split(targets, target, " ")
       nc = split(cats, cat, " "); split(headings, h, "\n")
       for (i in h) { k = h[i]; sub(/=.*/, "", k); v = h[i]; sub(/^[^=]*=/, "", v); heading[k] = v }
       line = "| |"; rule = "|---|"
-      for (i = 1; i <= nr; i++) { line = line " **" row[i] "** |"; rule = rule "---:|"; m[i] = median(row[i]) }
+      for (i = 1; i <= nr; i++) { line = line " **" row[i] "** |"; rule = rule "---:|"; m[i] = total[row[i]] }
       print line; print rule
-      line = "| sluice CPU (median of the measured runs) |"
+      line = "| sluice CPU, profiled run |"
       for (i = 1; i <= nr; i++) line = line " " (m[i] == "" ? "—" : fmt(m[i]) " " unit[i]) " |"
+      print line
+      line = "| sluice CPU, median of the measured runs |"
+      for (i = 1; i <= nr; i++) { x = median(row[i]); line = line " " (x == "" ? "—" : fmt(x)) " |" }
       print line
       line = "| issue target |"
       for (i = 1; i <= nr; i++) line = line " ≤ " target[i] " |"

@@ -53,20 +53,23 @@ proxy_stop() {
 proxy_alive() { [[ $P_NAME == direct ]] || alive "$P_PID"; }
 proxy_cpu_ns() { if [[ $P_NAME == direct ]]; then echo 0; else cg_usage_ns "$P_CG" "$P_PID"; fi; }
 
-# CPU counters around a measured run: "wall root proxy ours" in ns, ours = nginx, loadgen
-# and this script. What the root cgroup used beyond the proxy and ours is the rest of the
-# machine (other users' builds, kernel threads): reported per run, so that a disturbed
-# run can be seen.
+# CPU counters around a measured run: "wall root proxy ours steal0 steal1", the first
+# four in ns, ours = nginx, loadgen and this script; steal0/1 = the time the hypervisor
+# ran something else while CPU 0 / CPU 1 wanted to run (/proc/stat, clock ticks). What
+# the root cgroup used beyond the proxy and ours is the rest of the machine (other users'
+# builds, kernel threads): both are reported per run, so that a disturbed run can be seen.
 cpu_snapshot() {
-  local ours=0
+  local ours=0 steal
   if [[ $CG_MODE != none ]]; then
     ours=$(($(cg_usage_ns "$ORIGIN_CG" "") + $(cg_usage_ns "$LOADGEN_CG" "") + $(cg_usage_ns "$DRIVER_CG" "")))
   fi
-  echo "$(date +%s%N) $(root_usage_ns) $(proxy_cpu_ns) $ours"
+  steal=$(awk '$1 == "cpu0" { a = $9 } $1 == "cpu1" { b = $9 } END { print a + 0, b + 0 }' /proc/stat)
+  echo "$(date +%s%N) $(root_usage_ns) $(proxy_cpu_ns) $ours $steal"
 }
 
-# From two snapshots: the proxy's CPU (ns) and the other CPU as a share of one CPU.
-# Sets SNAP_PROXY_NS and SNAP_OTHER (e.g. 0.03 = 3 % of a CPU; "" without cgroups).
+# From two snapshots: the proxy's CPU (ns), the other CPU as a share of one CPU, and the
+# share of the run the hypervisor stole from CPU 0 and from CPU 1. Sets SNAP_PROXY_NS,
+# SNAP_OTHER (e.g. 0.03 = 3 % of a CPU; "" without cgroups) and SNAP_STEAL ("0.00 0.01").
 snapshot_delta() { # SNAP0 SNAP1
   local a b
   read -ra a <<< "$1"; read -ra b <<< "$2"
@@ -76,6 +79,8 @@ snapshot_delta() { # SNAP0 SNAP1
     SNAP_OTHER=$(awk -v w=$((b[0] - a[0])) -v r=$((b[1] - a[1])) -v p=$((b[2] - a[2])) \
       -v o=$((b[3] - a[3])) 'BEGIN { x = (r - p - o) / w; printf "%.3f", x < 0 ? 0 : x }')
   fi
+  SNAP_STEAL=$(awk -v w=$((b[0] - a[0])) -v s0=$((b[4] - a[4])) -v s1=$((b[5] - a[5])) -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.3f %.3f", s0 / hz * 1e9 / w, s1 / hz * 1e9 / w }')
 }
 proxy_rss_kib() { rss_kib "$P_CG" "$P_PID"; }
 
