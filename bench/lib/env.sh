@@ -40,7 +40,6 @@ install_packages() {
   command -v ip >/dev/null || need+=(iproute2)
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
-  if [[ -n $PROFILE ]] && ! command -v perf > /dev/null; then need+=(linux-perf); fi
   command -v timeout >/dev/null || need+=(coreutils)
   if ((${#need[@]})); then
     log "installing ${need[*]} with apt-get"
@@ -54,6 +53,13 @@ install_packages() {
       > "$W/apt.log" 2>&1 || rc=$?
     [[ -n $made_policy ]] && rm -f "$policy"
     ((rc == 0)) || { show_tail "$W/apt.log"; die "apt-get install ${need[*]} failed"; }
+  fi
+  # perf only serves --profile: without it the measured rows still run.
+  if [[ -n $PROFILE ]] && ! command -v perf > /dev/null; then
+    log "installing linux-perf with apt-get (for --profile)"
+    { DEBIAN_FRONTEND=noninteractive apt-get update -q \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf; } >> "$W/apt.log" 2>&1 \
+      || warn "apt-get install linux-perf failed: no profile this run"
   fi
   nginx -V 2>&1 | grep -q -- --with-http_v2_module \
     || die "$(command -v nginx) has no http_v2 module: install nginx-light or nginx from Debian"

@@ -140,6 +140,10 @@ profile_row() { # ROW
 profile_rows() {
   local r
   : > "$W/profile.tsv"
+  if ! perf --version > /dev/null 2>&1; then
+    warn "perf is not available: no profile this run"
+    return 0
+  fi
   for r in "${ROWS[@]}"; do
     [[ $r == idle-* ]] && continue
     log "profile: $r under perf"
