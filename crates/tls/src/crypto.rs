@@ -1,18 +1,19 @@
 //! The rustls `CryptoProvider` both legs of a bumped connection use.
 //!
 //! Two well-kept implementations, each where it is the faster one on current x86-64
-//! servers (measured on the benchmark machine, AMD EPYC with VAES, `bench/RESULTS.md`):
+//! servers (measured alone on the benchmark machine, an AMD EPYC with VAES):
 //!
 //! - *ring* for the record layer (AES-GCM, ChaCha20-Poly1305) and the hashes and HMACs of
 //!   the key schedule: its AES-GCM uses VAES and VPCLMULQDQ over 256-bit registers where
 //!   the CPU has them, and seals a 16 KiB record in about half the time aws-lc-rs takes
-//!   (0.13 against 0.24 s/GB), which is most of the CPU of a bumped download;
+//!   (0.13 against 0.24 s/GB); the records are the largest single item of a bumped
+//!   download's CPU (`bench/run.sh --profile`);
 //! - *aws-lc-rs* for everything else: key exchange (its X25519 is faster, and it alone
 //!   has the post-quantum X25519MLKEM768), signatures and their verification, random
 //!   numbers and key loading.
 //!
-//! Both are full providers maintained by the rustls project's own backends; the split is
-//! only of which one does which job, so every suite and group either offers is offered.
+//! Both are providers the rustls project maintains; the split is only of which one does
+//! which job, so every suite and group aws-lc-rs alone would offer is still offered.
 
 use rustls::crypto::CryptoProvider;
 
