@@ -385,10 +385,10 @@ mod tests {
 
     #[test]
     fn the_next_park_check_is_always_ahead() {
-        let now = Instant::now();
-        // A download that began long ago: look again later, not at once.
-        let long_ago = now - Duration::from_secs(60);
-        assert_eq!(next_park_check(now, long_ago), now + PARK_AFTER / 2);
+        let began = Instant::now();
+        // A download that began a minute ago: look again later, not at once.
+        let now = began + Duration::from_secs(60);
+        assert_eq!(next_park_check(now, began), now + PARK_AFTER / 2);
         // Activity a moment ago: look when the connection has been idle long enough.
         let just_now = now - Duration::from_millis(10);
         assert_eq!(next_park_check(now, just_now), just_now + PARK_AFTER);
