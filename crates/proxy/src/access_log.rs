@@ -143,6 +143,8 @@ struct Pending {
     flushed: Vec<mpsc::Sender<()>>,
     /// Records dropped because the queue was full, not yet reported.
     dropped: u64,
+    /// The writer thread has stopped (its sink failed): nothing is queued any more.
+    closed: bool,
 }
 
 /// What the proxy's tasks and the writer thread share.
@@ -192,17 +194,19 @@ impl AccessLog {
     /// Queue one encoded record. Never blocks on I/O.
     pub fn write_line(&self, line: &str) {
         let mut pending = self.queue.lock();
-        if pending.lines.len() + line.len() >= MAX_QUEUED {
+        if pending.closed {
+            return;
+        }
+        let before = pending.lines.len();
+        if before + line.len() >= MAX_QUEUED {
             pending.dropped += 1;
             return;
         }
-        let was_empty = pending.lines.is_empty();
         pending.lines.extend_from_slice(line.as_bytes());
         pending.lines.push(b'\n');
-        let reached_high_water =
-            pending.lines.len() >= HIGH_WATER && pending.lines.len() - line.len() - 1 < HIGH_WATER;
+        let crossed_high_water = before < HIGH_WATER && pending.lines.len() >= HIGH_WATER;
         drop(pending);
-        if was_empty || reached_high_water {
+        if before == 0 || crossed_high_water {
             self.queue.wake.notify_one();
         }
     }
@@ -211,19 +215,25 @@ impl AccessLog {
     /// process exits.
     pub fn flush(&self, timeout: Duration) {
         let (done, written) = mpsc::channel();
-        self.queue.lock().flushed.push(done);
+        {
+            let mut pending = self.queue.lock();
+            if pending.closed {
+                return;
+            }
+            pending.flushed.push(done);
+        }
         self.queue.wake.notify_one();
         let _ = written.recv_timeout(timeout);
     }
 }
 
 /// The writer thread: waits for records, lets a batch gather for [`BATCH_WINDOW`], and
-/// writes it with one call. Ends when the sink fails (the process keeps running; records
-/// are then only counted in the metrics).
+/// writes it with one call. Ends when the sink fails: the queue is closed, and records
+/// are from then on only counted in the metrics (the process keeps running).
 fn write_batches(queue: &Queue, mut sink: Box<dyn Write + Send>) {
     let mut batch = Vec::new();
     loop {
-        let (flushed, dropped) = {
+        let (mut flushed, dropped) = {
             let mut pending = queue.lock();
             while pending.lines.is_empty() && pending.flushed.is_empty() {
                 pending = queue.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
@@ -250,16 +260,23 @@ fn write_batches(queue: &Queue, mut sink: Box<dyn Write + Send>) {
             );
         }
         let written = sink.write_all(&batch).and_then(|()| sink.flush());
+        if let Err(error) = &written {
+            tracing::error!(%error, "writing the access log failed; no more records are written");
+            let mut pending = queue.lock();
+            pending.closed = true;
+            pending.lines = Vec::new();
+            flushed.append(&mut pending.flushed);
+        }
+        // Answered once the queue is closed, so that a flush after a failure sees it so.
         for done in flushed {
             let _ = done.send(());
+        }
+        if written.is_err() {
+            return;
         }
         // After a backlog, give the memory back rather than keep it for every batch.
         if batch.capacity() > 4 * HIGH_WATER {
             batch = Vec::new();
-        }
-        if let Err(error) = written {
-            tracing::error!(%error, "writing the access log failed; no more records are written");
-            return;
         }
     }
 }
@@ -301,6 +318,41 @@ mod tests {
             next[writer] += 1;
         }
         assert_eq!(next, [1000; 4]);
+    }
+
+    /// A sink that refuses every write, as a full disk or a closed stdout does.
+    struct Failing;
+
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("no space left on device"))
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn after_the_sink_fails_nothing_is_queued_and_a_flush_returns_at_once() {
+        let log = AccessLog::spawn(Box::new(Failing));
+        log.write_line("{\"n\":1}");
+        log.flush(Duration::from_secs(10));
+        assert!(
+            log.queue.lock().closed,
+            "the writer stopped on the failed write"
+        );
+        log.write_line("{\"n\":2}");
+        assert!(
+            log.queue.lock().lines.is_empty(),
+            "a closed log holds no records"
+        );
+        let started = Instant::now();
+        log.flush(Duration::from_secs(10));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the flush did not wait"
+        );
     }
 
     #[test]

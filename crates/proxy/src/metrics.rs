@@ -271,6 +271,15 @@ impl Drop for ActiveConnection<'_> {
 mod tests {
     use super::*;
 
+    // `phase` indexes its histograms by the enum's value: `ALL` must list the phases in
+    // that order, each once.
+    #[test]
+    fn every_phase_has_its_own_histogram() {
+        for (index, phase) in Phase::ALL.into_iter().enumerate() {
+            assert_eq!(phase as usize, index, "{}", phase.as_str());
+        }
+    }
+
     #[test]
     fn counters_are_named_by_their_samples_and_eof_is_dropped() {
         let openmetrics = "# HELP sluice_http_requests HTTP requests.\n# TYPE sluice_http_requests counter\n\

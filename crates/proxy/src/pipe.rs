@@ -4,8 +4,9 @@
 //! Pipes are reused across connections: making a pipe and closing it costs five
 //! syscalls, a good part of a short tunnel's. A pipe knows how many bytes it holds and
 //! goes back to the pool only when that is zero (a tunnel that ends early closes its
-//! pipes), so no byte of one connection can reach another. A pipe that fills in one splice is carrying a bulk transfer and is grown
-//! (up to 1 MiB), so that each splice moves more; grown pipes are closed, not pooled.
+//! pipes), so no byte of one connection can reach another. A pipe that fills in one
+//! splice is carrying a bulk transfer and is grown (up to 1 MiB), so that each splice
+//! moves more; grown pipes are closed, not pooled.
 
 #![cfg(target_os = "linux")]
 

@@ -206,15 +206,19 @@ mod tests {
         (a.unwrap(), b.unwrap().0)
     }
 
+    /// A running relay between a client and a server: (client, server, the relay).
+    async fn relayed(
+        idle_timeout: Duration,
+    ) -> (TcpStream, TcpStream, tokio::task::JoinHandle<RelayOutcome>) {
+        let (client, proxy_client_side) = pair().await;
+        let (proxy_upstream_side, server) = pair().await;
+        let task = tokio::spawn(relay(proxy_client_side, proxy_upstream_side, idle_timeout));
+        (client, server, task)
+    }
+
     #[tokio::test]
     async fn bytes_flow_both_ways_with_half_close_and_are_counted() {
-        let (mut client, proxy_client_side) = pair().await;
-        let (proxy_upstream_side, mut server) = pair().await;
-        let relay_task = tokio::spawn(relay(
-            proxy_client_side,
-            proxy_upstream_side,
-            Duration::from_secs(10),
-        ));
+        let (mut client, mut server, relay_task) = relayed(Duration::from_secs(10)).await;
 
         let upload = vec![7u8; 300_000];
         client.write_all(&upload).await.unwrap();
@@ -241,13 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bulk_transfer_arrives_whole_and_in_order() {
-        let (mut client, proxy_client_side) = pair().await;
-        let (proxy_upstream_side, mut server) = pair().await;
-        let relay_task = tokio::spawn(relay(
-            proxy_client_side,
-            proxy_upstream_side,
-            Duration::from_secs(10),
-        ));
+        let (mut client, mut server, relay_task) = relayed(Duration::from_secs(10)).await;
         let download: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
         let sent = download.clone();
         let sender = tokio::spawn(async move {
@@ -290,13 +288,7 @@ mod tests {
         writer.abort();
 
         for _ in 0..4 {
-            let (mut client, proxy_client_side) = pair().await;
-            let (proxy_upstream_side, mut server) = pair().await;
-            let next = tokio::spawn(relay(
-                proxy_client_side,
-                proxy_upstream_side,
-                Duration::from_secs(10),
-            ));
+            let (mut client, mut server, next) = relayed(Duration::from_secs(10)).await;
             client.write_all(b"only mine").await.unwrap();
             client.shutdown().await.unwrap();
             let mut got = Vec::new();

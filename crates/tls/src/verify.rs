@@ -313,11 +313,11 @@ fn add_root_file(roots: &mut RootCertStore, path: &Path) -> Result<(), VerifyErr
     Ok(())
 }
 
-/// The TLS implementation of the upstream leg: [`crate::crypto::provider`], offering AES-128-GCM before
-/// AES-256-GCM as browsers do (servers follow the client's order in TLS 1.3). For the
-/// security margin browsers accept, AES-128-GCM with SHA-256 costs markedly less CPU per
-/// byte and per handshake: SHA-256 has instructions of its own on x86 and ARM, the
-/// SHA-384 of the AES-256 suites does not.
+/// The TLS implementation of the upstream leg: [`crate::crypto::provider`], offering
+/// AES-128-GCM before AES-256-GCM as browsers do (servers follow the client's order in
+/// TLS 1.3). For the security margin browsers accept, AES-128-GCM with SHA-256 costs
+/// markedly less CPU per byte and per handshake: SHA-256 has instructions of its own on
+/// x86 and ARM, the SHA-384 of the AES-256 suites does not.
 fn upstream_provider() -> CryptoProvider {
     let mut provider = crate::crypto::provider();
     // A stable sort: the order within each group stays rustls' own.

@@ -14,11 +14,10 @@ use sluice_policy::CertErrorPolicy;
 use sluice_tls::verify::{cert_sha256, CertErrorKind};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-
-use crate::read_ahead::ReadAhead;
 use tokio_rustls::TlsConnector;
 
 use crate::context::Proxy;
+use crate::read_ahead::ReadAhead;
 
 pub(super) const H2: &[u8] = b"h2";
 pub(super) const HTTP11: &[u8] = b"http/1.1";
@@ -236,6 +235,22 @@ pub(super) fn outcome_str(outcome: Result<(), CertErrorKind>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // `UpstreamConfigs::get` indexes by the enum's value: `ALL` must list the offers in
+    // that order, and each configuration must offer its own protocols.
+    #[test]
+    fn each_alpn_offer_gets_its_own_configuration() {
+        let verifier = sluice_tls::verify::UpstreamVerifier::new(&[]).unwrap();
+        let configs = UpstreamConfigs::new(&verifier.client_config(Vec::new()));
+        for (index, offer) in AlpnOffer::ALL.into_iter().enumerate() {
+            assert_eq!(offer as usize, index, "{offer:?}");
+            assert_eq!(
+                configs.get(offer).alpn_protocols,
+                offer.protocols(),
+                "{offer:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_alpn_offer_keeps_h2_and_http11_in_the_clients_order() {
