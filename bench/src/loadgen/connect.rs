@@ -1,7 +1,6 @@
 //! The CONNECT exchange with the proxy: the request, and the reader of its reply, which
-//! must be `200` and whose head may be followed by bytes that belong to the TLS layer.
+//! must be `200` and must end the bytes the proxy sends before the ClientHello.
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::buffer::ReadBuffer;
@@ -22,7 +21,7 @@ pub fn request(authority: &str) -> Box<[u8]> {
 pub enum Reply {
     /// The head is not complete yet.
     Incomplete,
-    /// `200`: the head is `head_len` bytes long, anything after it is tunnel data.
+    /// `200`: the head is `head_len` bytes long.
     Established {
         /// Length of the reply head including its empty line.
         head_len: usize,
@@ -52,14 +51,14 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, httparse::Error> {
     }
 }
 
-/// Sends the prepared CONNECT `request` and reads the reply into `buf`. Returns the
-/// bytes that followed the reply head (normally none: the proxy cannot have anything
-/// from the origin before the ClientHello).
+/// Sends the prepared CONNECT `request` and reads the reply into `buf`. TLS is the
+/// client's to start: a proxy that sends anything after its reply head, before the
+/// ClientHello, is not tunneling, and is reported as such.
 pub async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     request: &[u8],
     buf: &mut ReadBuffer,
-) -> Result<Bytes, Error> {
+) -> Result<(), Error> {
     io.write_all(request)
         .await
         .map_err(|e| Error::Tunnel(format!("sending the request: {e}")))?;
@@ -67,9 +66,14 @@ pub async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         match parse_reply(buf.unread()) {
             Ok(Reply::Established { head_len }) => {
                 buf.consume(head_len);
-                let rest = Bytes::copy_from_slice(buf.unread());
+                let early = buf.unread().len();
                 buf.clear();
-                return Ok(rest);
+                if early > 0 {
+                    return Err(Error::Tunnel(format!(
+                        "the proxy sent {early} bytes after its reply, before the ClientHello"
+                    )));
+                }
+                return Ok(());
             }
             Ok(Reply::Refused { status, reason }) => {
                 return Err(Error::Tunnel(format!(
@@ -147,29 +151,35 @@ mod tests {
         assert!(parse_reply(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
     }
 
-    /// A reply that arrives in pieces, followed by tunnel bytes in the same segment.
+    /// A reply that arrives in pieces; then one followed by bytes in the same segment.
     #[tokio::test]
-    async fn establish_keeps_the_bytes_after_the_head() {
-        let (mut client, mut proxy) = duplex(1024);
-        let server = tokio::spawn(async move {
-            let expected = super::request("bench.test:8443");
-            let mut request = vec![0; expected.len()];
-            proxy.read_exact(&mut request).await.unwrap();
-            assert_eq!(&request[..], &*expected);
-            proxy.write_all(&OK[..10]).await.unwrap();
-            tokio::task::yield_now().await;
-            let mut rest = OK[10..].to_vec();
-            rest.extend_from_slice(b"TLS");
-            proxy.write_all(&rest).await.unwrap();
-            proxy
-        });
-        let mut buf = ReadBuffer::new();
-        let rest = establish(&mut client, &request("bench.test:8443"), &mut buf)
-            .await
-            .unwrap();
-        assert_eq!(&rest[..], b"TLS");
-        assert!(buf.unread().is_empty());
-        drop(server.await.unwrap());
+    async fn establish_reads_a_split_reply_and_refuses_bytes_after_it() {
+        async fn establish_with(trailing: &'static [u8]) -> Result<(), Error> {
+            let (mut client, mut proxy) = duplex(1024);
+            let server = tokio::spawn(async move {
+                let expected = super::request("bench.test:8443");
+                let mut request = vec![0; expected.len()];
+                proxy.read_exact(&mut request).await.unwrap();
+                assert_eq!(&request[..], &*expected);
+                proxy.write_all(&OK[..10]).await.unwrap();
+                tokio::task::yield_now().await;
+                let mut rest = OK[10..].to_vec();
+                rest.extend_from_slice(trailing);
+                proxy.write_all(&rest).await.unwrap();
+                proxy
+            });
+            let mut buf = ReadBuffer::new();
+            let established = establish(&mut client, &request("bench.test:8443"), &mut buf).await;
+            assert!(buf.unread().is_empty());
+            drop(server.await.unwrap());
+            established
+        }
+        establish_with(b"").await.unwrap();
+        let err = establish_with(b"TLS").await.unwrap_err();
+        assert!(
+            err.to_string().contains("sent 3 bytes after its reply"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

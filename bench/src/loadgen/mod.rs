@@ -9,8 +9,8 @@
 //! the end, and a single-threaded runtime (the binary), since the generator gets one core.
 //!
 //! Layout: `cli` (options), `plan` (what the workers share), `session` (TCP, CONNECT,
-//! TLS, then HTTP), `connect`, `tls`, `http1`, `http2`, `buffer` and `rewind` (the
-//! pieces of a connection), `modes` (conns, requests, download, hold), `stats` (counting
+//! TLS, then HTTP), `connect`, `tls`, `http1`, `http2` and `buffer` (the pieces of a
+//! connection), `modes` (conns, requests, download, hold), `stats` (counting
 //! and the JSON report) and `certs` (the test PKI).
 
 mod buffer;
@@ -22,7 +22,6 @@ mod http1;
 mod http2;
 mod modes;
 mod plan;
-mod rewind;
 mod session;
 pub mod stats;
 mod tls;

@@ -2,7 +2,6 @@
 //! 200 (through a proxy), a full TLS handshake that must select the requested ALPN, then
 //! HTTP/1.1 or HTTP/2 on it; and a [`Session`] that sends `GET`s on it and closes it.
 
-use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -14,10 +13,9 @@ use super::error::Error;
 use super::http1::{self, Response};
 use super::http2::Http2Conn;
 use super::plan::{Plan, Target};
-use super::rewind::Rewind;
 
 /// A TLS connection, over a proxy tunnel or directly.
-pub type TlsConn = TlsStream<Rewind<TcpStream>>;
+pub type TlsConn = TlsStream<TcpStream>;
 
 /// TCP (to the proxy or the origin), CONNECT when through a proxy, TLS with the ALPN
 /// check (the requested protocol, or none at all for HTTP/1.1). `buf` is cleared first
@@ -37,14 +35,12 @@ pub async fn open_tls(
         .map_err(connect_error)?;
     // Each request is one small write answered before the next: Nagle would only delay it.
     tcp.set_nodelay(true).map_err(connect_error)?;
-    let early = if plan.via_proxy {
-        connect::establish(&mut tcp, &target.connect_request, buf).await?
-    } else {
-        Bytes::new()
-    };
+    if plan.via_proxy {
+        connect::establish(&mut tcp, &target.connect_request, buf).await?;
+    }
     let tls = plan
         .connector
-        .connect(target.server_name.clone(), Rewind::new(early, tcp))
+        .connect(target.server_name.clone(), tcp)
         .await
         .map_err(Error::Tls)?;
     let wanted = plan.http.alpn();
