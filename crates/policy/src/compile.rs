@@ -227,6 +227,16 @@ pub(crate) fn tls(raw: RawTls, base_dir: &Path, diag: &mut Diagnostics<'_>) -> T
     }
 }
 
+/// `proxy.hosts_file`: `/etc/hosts` unless configured (a test or a split-horizon
+/// deployment names its own).
+pub(crate) fn hosts_file(
+    value: Option<Spanned<String>>,
+    base_dir: &Path,
+    diag: &mut Diagnostics<'_>,
+) -> PathBuf {
+    path_or(value, "/etc/hosts", base_dir, "proxy.hosts_file", diag)
+}
+
 /// A path value resolved against `base_dir`; `None`, with an error, when it is empty.
 fn path(
     value: &Spanned<String>,

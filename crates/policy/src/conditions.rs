@@ -103,6 +103,12 @@ impl Conditions {
     pub(crate) fn needs_response(&self) -> bool {
         self.content_types.is_some()
     }
+
+    /// Whether a destination name condition (`domains`, `domain_regex`, `categories`)
+    /// is listed: such a rule is matched on what the client claims the name is.
+    pub(crate) fn matches_on_name(&self) -> bool {
+        self.domains.is_some() || self.domain_regex.is_some() || self.categories.is_some()
+    }
 }
 
 fn holds<T>(condition: &Option<T>, test: impl FnOnce(&T) -> bool) -> bool {

@@ -9,6 +9,7 @@ use crate::diagnostics::{ConfigError, Diagnostics};
 use crate::phishing;
 use crate::policy::Policy;
 use crate::raw::RawConfig;
+use crate::recover;
 use crate::rules;
 use crate::settings::Settings;
 
@@ -44,21 +45,24 @@ impl Config {
     /// relative paths (and is where category lists, phishing lists and the block-page
     /// template are read from).
     ///
-    /// A TOML syntax error, an unknown key or a value of the wrong type is reported
-    /// alone; every other problem is collected, so the result lists them all.
+    /// A TOML syntax error is reported alone; every other problem (unknown keys, values
+    /// of the wrong type, bad rules) is collected, so the result lists them all.
     pub fn from_str(
         text: &str,
         display_name: &str,
         base_dir: &Path,
     ) -> Result<Config, Vec<ConfigError>> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| vec![ConfigError::from_toml(display_name, text, &e)])?;
+        let (raw, shape_errors) = recover::deserialize_all::<RawConfig>(text, display_name)?;
         let mut diag = Diagnostics::new(display_name, text);
+        diag.extend(shape_errors);
+        let mut raw = raw;
         let proxy_protocol = raw.proxy.proxy_protocol.unwrap_or(false);
+        let hosts_file = compile::hosts_file(raw.proxy.hosts_file.take(), base_dir, &mut diag);
         let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
         let settings = Settings {
             listen,
             proxy_protocol,
+            hosts_file,
             admin_listen: compile::admin(raw.admin, &mut diag),
             auth: compile::auth(raw.auth, base_dir, &mut diag),
             connect_ports,

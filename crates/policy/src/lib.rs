@@ -48,6 +48,7 @@ mod net;
 mod phishing;
 mod policy;
 mod raw;
+mod recover;
 mod regexes;
 mod rules;
 mod settings;

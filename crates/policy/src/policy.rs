@@ -187,6 +187,37 @@ impl Policy {
         }
     }
 
+    /// Stage `client_hello` for an SNI that is *unverified* (SPEC §1.3: the CONNECT host
+    /// is an IP literal the SNI does not resolve to). The SNI can never earn a tunnel:
+    /// rules that match on the name and would `tunnel` or `tunnel-sni` are skipped, while
+    /// restrictive rules and the default action still apply. (The learned bypass is not
+    /// consulted either; that is the caller's, which never asks it for such a name.)
+    pub fn decide_client_hello_unverified(&self, facts: &SslFacts<'_>) -> SslDecision {
+        if !self.decryption {
+            return SslDecision::by_default(SslAction::Tunnel);
+        }
+        let subject = ssl_subject(facts);
+        let subject = subject.as_subject();
+        self.rules
+            .iter()
+            .filter(|rule| !rule.tunnels_on_name())
+            .find(|rule| rule.matches(&subject))
+            .map_or_else(
+                || SslDecision::by_default(self.default_action),
+                SslDecision::by_rule,
+            )
+    }
+
+    /// A client that does not speak TLS under `tls.on_non_tls = "tunnel"` (SPEC §1.3):
+    /// the SSL rules are still evaluated on what is known (CONNECT host, IP, port, client,
+    /// user), and a rule that says `terminate` terminates it (`Some`, with that rule);
+    /// otherwise `None`: it is tunneled. A `bump` rule cannot apply to what is not TLS.
+    pub fn decide_non_tls_tunnel(&self, facts: &SslFacts<'_>) -> Option<SslDecision> {
+        self.first_match(facts)
+            .filter(|rule| rule.action == SslAction::Terminate)
+            .map(SslDecision::by_rule)
+    }
+
     /// Whether decryption is enabled (`tls.decryption`).
     pub fn decryption(&self) -> bool {
         self.decryption
@@ -199,18 +230,8 @@ impl Policy {
 
     /// The first rule whose conditions all hold, in configuration order.
     fn first_match(&self, facts: &SslFacts<'_>) -> Option<&SslRule> {
-        let name = facts.dest_name.and_then(|n| normalize(n).ok());
-        let subject = Subject {
-            client: facts.client,
-            user: facts.user,
-            user_agent: facts.user_agent,
-            name: name.as_deref(),
-            dest_ip: facts.dest_ip,
-            port: facts.port,
-            method: None,
-            url: None,
-            content_type: None,
-        };
+        let subject = ssl_subject(facts);
+        let subject = subject.as_subject();
         self.rules.iter().find(|rule| rule.matches(&subject))
     }
 
@@ -265,6 +286,35 @@ impl Policy {
     /// The anti-phishing lists (`[anti_phishing] lists`; empty when none is configured).
     pub fn phishing(&self) -> &PhishingList {
         &self.phishing
+    }
+}
+
+/// SSL facts with the destination name normalized, ready to match rules against.
+struct SslSubject<'a> {
+    facts: &'a SslFacts<'a>,
+    name: Option<Cow<'a, str>>,
+}
+
+fn ssl_subject<'a>(facts: &'a SslFacts<'a>) -> SslSubject<'a> {
+    SslSubject {
+        facts,
+        name: facts.dest_name.and_then(|n| normalize(n).ok()),
+    }
+}
+
+impl SslSubject<'_> {
+    fn as_subject(&self) -> Subject<'_> {
+        Subject {
+            client: self.facts.client,
+            user: self.facts.user,
+            user_agent: self.facts.user_agent,
+            name: self.name.as_deref(),
+            dest_ip: self.facts.dest_ip,
+            port: self.facts.port,
+            method: None,
+            url: None,
+            content_type: None,
+        }
     }
 }
 

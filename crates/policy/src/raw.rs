@@ -10,7 +10,7 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::action::{CertErrorPolicy, HttpAction, SslAction};
+use crate::action::{CertErrorPolicy, SslAction};
 use crate::anti_virus::EngineKind;
 use crate::conditions::RawConditions;
 use crate::net::PortValue;
@@ -58,6 +58,7 @@ pub(crate) struct RawProxy {
     pub listen: Option<SpannedList<String>>,
     pub connect_ports: Option<Vec<Spanned<i64>>>,
     pub proxy_protocol: Option<bool>,
+    pub hosts_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -84,7 +85,9 @@ pub(crate) struct RawTls {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSslRule {
     pub name: Spanned<String>,
-    pub action: SslAction,
+    /// Read as text and checked when compiling, so an unknown action does not hide the
+    /// rest of its rule's errors.
+    pub action: Spanned<String>,
     pub cert_errors: Option<CertErrorPolicy>,
     pub clients: Option<SpannedList<String>>,
     pub user_agents: Option<SpannedList<String>>,
@@ -119,7 +122,8 @@ impl RawSslRule {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttpRule {
     pub name: Spanned<String>,
-    pub action: HttpAction,
+    /// Checked when compiling, like [`RawSslRule::action`].
+    pub action: Spanned<String>,
     pub clients: Option<SpannedList<String>>,
     pub user_agents: Option<SpannedList<String>>,
     pub domains: Option<SpannedList<String>>,

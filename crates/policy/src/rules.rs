@@ -11,6 +11,7 @@ use crate::conditions::{self, Conditions, Subject};
 use crate::diagnostics::Diagnostics;
 use crate::policy::DEFAULT_RULE;
 use crate::raw::{RawHttpRule, RawSslRule};
+use crate::recover;
 
 /// Rule names the access log already uses for decisions no rule made.
 const RESERVED_NAMES: [&str; 2] = [DEFAULT_RULE, "learned-bypass"];
@@ -28,6 +29,13 @@ impl SslRule {
     /// Whether every listed condition holds.
     pub(crate) fn matches(&self, subject: &Subject<'_>) -> bool {
         self.conditions.matches(subject)
+    }
+
+    /// Whether an unverified SNI could make this rule pass the connection through
+    /// uninspected (SPEC §1.3): it matches on the name and tunnels.
+    pub(crate) fn tunnels_on_name(&self) -> bool {
+        matches!(self.action, SslAction::Tunnel | SslAction::TunnelSni)
+            && self.conditions.matches_on_name()
     }
 }
 
@@ -62,11 +70,12 @@ pub(crate) fn compile_ssl(
     raw.into_iter()
         .filter_map(|rule| {
             let name = names.check(&rule.name, diag);
+            let action = action::<SslAction>(&rule.action, diag);
             let conditions =
                 conditions::compile(&rule.conditions(), "ssl_rules", categories, diag)?;
             Some(SslRule {
                 name,
-                action: rule.action,
+                action: action?,
                 cert_errors: rule.cert_errors,
                 conditions,
             })
@@ -84,15 +93,26 @@ pub(crate) fn compile_http(
     raw.into_iter()
         .filter_map(|rule| {
             let name = names.check(&rule.name, diag);
+            let action = action::<HttpAction>(&rule.action, diag);
             let conditions =
                 conditions::compile(&rule.conditions(), "http_rules", categories, diag)?;
             Some(HttpRule {
                 name,
-                action: rule.action,
+                action: action?,
                 conditions,
             })
         })
         .collect()
+}
+
+/// A rule's `action`, reported at its line when it names no action of this list.
+fn action<T: for<'de> serde::Deserialize<'de>>(
+    raw: &Spanned<String>,
+    diag: &mut Diagnostics<'_>,
+) -> Option<T> {
+    recover::variant(raw)
+        .map_err(|message| diag.at(raw.span(), message))
+        .ok()
 }
 
 /// The names seen so far in one rule list.

@@ -18,6 +18,9 @@ pub struct Settings {
     /// `proxy.proxy_protocol`: every proxy connection starts with a PROXY v1/v2 header
     /// (behind HAProxy) whose source address is the client's.
     pub proxy_protocol: bool,
+    /// `proxy.hosts_file`: the hosts file names are looked up in before DNS (default
+    /// `/etc/hosts`).
+    pub hosts_file: PathBuf,
     /// `[auth]`.
     pub auth: AuthSettings,
     /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).

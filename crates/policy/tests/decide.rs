@@ -507,3 +507,96 @@ fn config_and_policy_can_be_shared_across_connections() {
     shared::<Config>();
     shared::<Policy>();
 }
+
+/// SPEC §1.3, an attacker's `CONNECT 203.0.113.9:443` with SNI `www.bank.example`: the SNI
+/// is unverified, so the banking rule cannot tunnel it; a restrictive rule still applies,
+/// and a rule that tunnels on the IP (not the name) still does.
+#[test]
+fn an_unverified_sni_never_earns_a_tunnel_from_a_name_rule() {
+    let policy = policy(
+        r#"
+[[ssl_rules]]
+name = "banking"
+domains = [".bank.example"]
+action = "tunnel-sni"
+
+[[ssl_rules]]
+name = "casino"
+categories = ["gambling"]
+action = "tunnel"
+
+[[ssl_rules]]
+name = "blocked"
+domain_regex = ["^evil\\."]
+action = "terminate"
+
+[[ssl_rules]]
+name = "by address"
+ips = ["198.51.100.0/24"]
+action = "tunnel"
+
+[categories]
+gambling = [".casino.example"]
+
+[tls]
+default_action = "bump"
+"#,
+    );
+    let attack = |sni: &'static str, ip_text: &str| SslFacts {
+        dest_name: Some(sni),
+        dest_ip: Some(ip(ip_text)),
+        ..facts(sni)
+    };
+    let bank = attack("www.bank.example", "203.0.113.9");
+    assert_eq!(
+        policy.decide_client_hello(&bank).rule,
+        "banking",
+        "verified: tunnels"
+    );
+    assert_eq!(
+        policy.decide_client_hello_unverified(&bank),
+        decision(SslAction::Bump, "default")
+    );
+    assert_eq!(
+        policy.decide_client_hello_unverified(&attack("x.casino.example", "203.0.113.9")),
+        decision(SslAction::Bump, "default")
+    );
+    assert_eq!(
+        policy.decide_client_hello_unverified(&attack("evil.example", "203.0.113.9")),
+        decision(SslAction::Terminate, "blocked"),
+        "restrictive rules still apply"
+    );
+    assert_eq!(
+        policy.decide_client_hello_unverified(&attack("www.bank.example", "198.51.100.7")),
+        decision(SslAction::Tunnel, "by address"),
+        "a rule on the address does not trust the name"
+    );
+}
+
+/// SPEC §1.3: with `on_non_tls = "tunnel"`, a client that does not speak TLS is still
+/// subject to the rules on what is known: a `terminate` rule terminates it.
+#[test]
+fn a_non_tls_client_is_terminated_by_a_terminate_rule_and_tunneled_otherwise() {
+    let policy = policy(
+        r#"
+[[ssl_rules]]
+name = "no casino"
+domains = [".casino.example"]
+action = "terminate"
+
+[[ssl_rules]]
+name = "bump it"
+domains = ["ssh.example"]
+action = "bump"
+
+[tls]
+on_non_tls = "tunnel"
+"#,
+    );
+    assert_eq!(
+        policy.decide_non_tls_tunnel(&facts("www.casino.example")),
+        Some(decision(SslAction::Terminate, "no casino"))
+    );
+    assert_eq!(policy.decide_non_tls_tunnel(&facts("ssh.example")), None);
+    assert_eq!(policy.decide_non_tls_tunnel(&facts("other.example")), None);
+}

@@ -57,6 +57,12 @@ async fn run(
     early: Vec<u8>,
 ) {
     let settings = &proxy.config.settings;
+    // Parsed before authentication so that a 407 is logged with its host and port too.
+    let authority = parse_authority(&head.target);
+    if let Ok((host, port)) = &authority {
+        record.host = Some(host.clone());
+        record.port = Some(*port);
+    }
     if let Some(auth) = &proxy.auth {
         match auth
             .check(head.header("proxy-authorization"), peer.ip())
@@ -74,15 +80,13 @@ async fn run(
             }
         }
     }
-    let (host, port) = match parse_authority(&head.target) {
+    let (host, port) = match authority {
         Ok(authority) => authority,
         Err(reason) => {
             let why = format!("bad CONNECT target {:?}: {reason}", head.target);
             return refuse(record, &mut client, 400, &why, reason).await;
         }
     };
-    record.host = Some(host.clone());
-    record.port = Some(port);
     if !settings.connect_ports.contains(&port) {
         let why = format!("CONNECT to port {port} is not allowed");
         return refuse(record, &mut client, 403, &why, "port_not_allowed").await;
@@ -129,10 +133,13 @@ async fn run(
         HelloRead::NotTls { held } => {
             record.error = Some("not_tls".into());
             return match settings.tls.on_non_tls {
-                NonTls::Tunnel => {
-                    record.action = Some(SslAction::Tunnel.as_str());
-                    tunnel(proxy, record, client, upstream, held).await
-                }
+                NonTls::Tunnel => match proxy.config.policy.decide_non_tls_tunnel(&connect_facts) {
+                    Some(terminated) => set_decision(record, Stage::ClientHello, &terminated),
+                    None => {
+                        record.action = Some(SslAction::Tunnel.as_str());
+                        tunnel(proxy, record, client, upstream, held).await
+                    }
+                },
                 NonTls::Terminate => record.action = Some(SslAction::Terminate.as_str()),
             };
         }
@@ -157,8 +164,19 @@ async fn run(
         dest_name: hello.sni.as_deref().or(connect_name),
         ..connect_facts
     };
-    let mut decision = proxy.config.policy.decide_client_hello(&hello_facts);
-    if decision.action == SslAction::Bump
+    // An SNI given for a CONNECT to an address is only believed if it resolves to it.
+    let sni_verified = match (hello.sni.as_deref(), connect_ip) {
+        (Some(sni), Some(ip)) => proxy.dialer.resolves_to(sni, ip).await,
+        _ => true,
+    };
+    let policy = &proxy.config.policy;
+    let mut decision = if sni_verified {
+        policy.decide_client_hello(&hello_facts)
+    } else {
+        policy.decide_client_hello_unverified(&hello_facts)
+    };
+    if sni_verified
+        && decision.action == SslAction::Bump
         && decision.rule == DEFAULT_RULE
         && learned_bypass(proxy, hello.sni.as_deref())
     {
@@ -187,6 +205,11 @@ async fn run(
             };
             Box::pin(bump::bump(proxy, record, client, held, upstream, &target)).await
         }
+    }
+    if !sni_verified {
+        // The record says why no name rule could apply (SPEC §1.3), whatever came after;
+        // a certificate error stays visible in `upstream_cert`.
+        record.error = Some("sni_unverified".into());
     }
 }
 

@@ -11,7 +11,7 @@ use sluice_policy::{Config, LeafKey};
 use sluice_tls::ca::{CertificateAuthority, KeyKind};
 use sluice_tls::mint::{LeafKeyKind, Minter};
 use sluice_tls::verify::UpstreamVerifier;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::access_log::{AccessLog, Recorder};
 use crate::auth::Authenticator;
@@ -47,6 +47,9 @@ pub struct Shared {
     /// a reload does not change it).
     pub(crate) connection_slots: Arc<Semaphore>,
     pub(crate) max_connections: usize,
+    /// Turns true when the drain starts (SIGTERM): served HTTP connections then close
+    /// once idle. Set by `server::serve`; every configuration generation watches it.
+    pub(crate) draining: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -56,6 +59,7 @@ impl Shared {
             metrics: Arc::new(Metrics::default()),
             connection_slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
+            draining: watch::Sender::new(false),
         })
     }
 }
@@ -96,6 +100,8 @@ pub struct Proxy {
     /// The anti-virus engine (`[anti_virus]`), and where bodies wait for its verdict.
     pub(crate) scanner: Scanner,
     pub(crate) spooler: Spooler,
+    /// The drain signal of [`Shared::draining`].
+    pub(crate) draining: watch::Receiver<bool>,
 }
 
 impl Proxy {
@@ -122,7 +128,7 @@ impl Proxy {
         upstream_tls.client_auth_cert_resolver = Arc::new(CertificateRequestSeen);
         let upstream_tls = UpstreamConfigs::new(&upstream_tls);
         let dialer = Arc::new(Dialer::new(
-            Resolver::from_system(),
+            Resolver::new(&config.settings.hosts_file),
             LocalAddrs::new(listeners),
             config.settings.limits.connect_timeout,
         ));
@@ -152,6 +158,7 @@ impl Proxy {
             auth: Authenticator::new(&config.settings.auth),
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size),
+            draining: shared.draining.subscribe(),
             dialer,
             config,
         }))

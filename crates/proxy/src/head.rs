@@ -10,7 +10,9 @@
 //! reading could make sluice and the server see different requests (request smuggling) or
 //! make the policy see another URL than the server:
 //! - lines must end in CRLF: a bare LF is `Malformed("bare_lf")` (RFC 9112 §2.2 allows
-//!   accepting it; no real client needs it);
+//!   accepting it), except in a `CONNECT` head: testssl.sh sends
+//!   `CONNECT host:port HTTP/1.0\n\n`, and a CONNECT is never forwarded, so no server can
+//!   read it differently (SPEC §9);
 //! - no obs-fold, no whitespace between a header name and its colon, no NUL, CR or LF in
 //!   a value, no non-ASCII byte in the request-target, at most one `Host`;
 //! - `Content-Length`: digits only; repeated (as lines or as a comma list) only with equal
@@ -161,14 +163,14 @@ fn httparse_reason(error: httparse::Error) -> &'static str {
 /// The checks httparse does not make, on a head it parsed completely.
 fn check(request: &httparse::Request<'_, '_>, head_bytes: &[u8]) -> Result<RequestHead, HeadError> {
     let malformed = HeadError::Malformed;
-    if has_bare_lf(head_bytes) {
-        return Err(malformed("bare_lf"));
-    }
     let (Some(method), Some(target), Some(version)) =
         (request.method, request.path, request.version)
     else {
         return Err(malformed("bad_request_line"));
     };
+    if method != "CONNECT" && has_bare_lf(head_bytes) {
+        return Err(malformed("bare_lf"));
+    }
     // httparse lets UTF-8 through; a URL must arrive percent-encoded (RFC 3986).
     if !target.is_ascii() {
         return Err(malformed("bad_target"));
@@ -406,6 +408,22 @@ mod tests {
 
     // Each real capture parses to exactly the head its client sent.
     #[test]
+    fn a_connect_head_with_bare_lf_is_accepted_as_testssl_sends_it() {
+        let input = b"CONNECT example.com:443 HTTP/1.0\n\n\x16\x03\x01";
+        let (head, len) = complete(input);
+        assert_eq!(head.method, "CONNECT");
+        assert_eq!(head.target, "example.com:443");
+        assert_eq!(head.version, 0);
+        assert_eq!(
+            &input[len..],
+            b"\x16\x03\x01",
+            "the TLS bytes stay for the tunnel"
+        );
+        let (head, _) = complete(b"CONNECT a:443 HTTP/1.1\nHost: a:443\r\nUser-Agent: x\n\n");
+        assert_eq!(head.header_str("user-agent"), Some("x"));
+    }
+
+    #[test]
     fn captures_parse_exactly() {
         for c in CAPTURES {
             let expected = RequestHead {
@@ -508,6 +526,8 @@ mod tests {
             ("bare_lf", b"GET / HTTP/1.1\nHost: a\n\n"),
             ("bare_lf", b"GET / HTTP/1.1\r\nHost: a\n\r\n"),
             ("bare_lf", b"GET / HTTP/1.1\r\nHost: a\r\n\n"),
+            ("bare_lf", b"GET http://a/ HTTP/1.0\n\n"),
+            ("bare_lf", b"connect a:443 HTTP/1.0\n\n"),
             (
                 "bad_target",
                 "GET http://a.test/é HTTP/1.1\r\n\r\n".as_bytes(),

@@ -140,6 +140,9 @@ impl Blocked {
 /// The request passed: whether its bodies are to be scanned, and the deciding rule.
 pub struct Passed {
     pub scan: bool,
+    /// An `allow-unscanned` rule decided: the record says `unscanned` whether or not an
+    /// engine is configured (SPEC §3.1).
+    pub skipped_by_rule: bool,
     pub rule: String,
 }
 
@@ -151,6 +154,7 @@ pub fn check_request(proxy: &Proxy, info: &RequestInfo) -> Result<Passed, Blocke
         HttpAction::Block => Err(Blocked::by_rule(decision.rule)),
         HttpAction::AllowUnscanned => Ok(Passed {
             scan: false,
+            skipped_by_rule: true,
             rule: decision.rule,
         }),
         HttpAction::Allow => {
@@ -167,6 +171,7 @@ pub fn check_request(proxy: &Proxy, info: &RequestInfo) -> Result<Passed, Blocke
             }
             Ok(Passed {
                 scan: proxy.scanner.is_enabled(),
+                skipped_by_rule: false,
                 rule: decision.rule,
             })
         }
@@ -227,7 +232,10 @@ pub async fn check_response(
     {
         match decision.action {
             HttpAction::Block => return Err(Blocked::by_rule(decision.rule)),
-            HttpAction::AllowUnscanned => passed.scan = false,
+            HttpAction::AllowUnscanned => {
+                passed.scan = false;
+                passed.skipped_by_rule = true;
+            }
             HttpAction::Allow => {}
         }
         passed.rule = decision.rule;
@@ -237,7 +245,7 @@ pub async fn check_response(
         Some(request) if passed.scan && !response.body().is_end_stream() => request,
         _ => {
             let note = ScanNote {
-                unscanned: proxy.scanner.is_enabled() && !passed.scan,
+                unscanned: passed.skipped_by_rule,
                 error: None,
             };
             return Ok((response, note, passed.rule));

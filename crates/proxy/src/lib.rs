@@ -21,6 +21,7 @@ mod context;
 mod counting;
 mod exchange;
 mod forward;
+mod graceful;
 pub mod head;
 mod hop_by_hop;
 mod inspection;

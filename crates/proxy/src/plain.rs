@@ -16,6 +16,7 @@ use crate::access_log::Record;
 use crate::context::Proxy;
 use crate::exchange::{exchange, Upstream};
 use crate::forward::{self, uri_host, ProxyBody};
+use crate::graceful::until_drained;
 use crate::inspection::RequestInfo;
 use crate::read_ahead::ReadAhead;
 
@@ -31,7 +32,7 @@ pub async fn serve_plain(
     template.client = Some(peer.ip());
     template.client_port = Some(peer.port());
     let limits = &proxy.config.settings.limits;
-    let served = forward::client_http1(limits)
+    let connection = forward::client_http1(limits)
         .serve_connection(
             TokioIo::new(ReadAhead::with_prefix(buffered, client)),
             service_fn(|request| {
@@ -40,8 +41,8 @@ pub async fn serve_plain(
                 async move { Ok::<_, Infallible>(forward_plain(&proxy, &template, request).await) }
             }),
         )
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    let served = until_drained(connection, proxy.draining.clone()).await;
     if let Err(e) = served {
         tracing::debug!(error = %e, %peer, "plain HTTP connection ended with an error");
     }

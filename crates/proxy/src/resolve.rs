@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -49,8 +49,9 @@ enum Dns {
 }
 
 impl Resolver {
-    /// The system's hosts file and resolv.conf.
-    pub fn from_system() -> Self {
+    /// The hosts file at `hosts_path` (`proxy.hosts_file`), then the DNS servers of
+    /// resolv.conf.
+    pub fn new(hosts_path: &Path) -> Self {
         let dns = match TokioResolver::builder_tokio() {
             Ok(mut builder) => {
                 let options = builder.options_mut();
@@ -65,7 +66,7 @@ impl Resolver {
             }
         };
         Resolver {
-            hosts: HostsFile::new(PathBuf::from("/etc/hosts")),
+            hosts: HostsFile::new(hosts_path.to_path_buf()),
             dns,
         }
     }
@@ -213,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn special_names_resolve_without_a_server() {
-        let resolver = Resolver::from_system();
+        let resolver = Resolver::new(std::path::Path::new("/etc/hosts"));
         assert_eq!(
             resolver.lookup("no-such-host.invalid").await,
             Err(ResolveError::NoAddress)

@@ -33,6 +33,7 @@ pub async fn serve(
     }
     shutdown.await;
     accept_loops.shutdown().await;
+    shared.draining.send_replace(true);
     drain(&shared).await;
 }
 

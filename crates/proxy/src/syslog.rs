@@ -52,7 +52,7 @@ impl Syslog {
         };
         let message = format!(
             "<{PRI}>1 {} {} sluice {} {} - {body}",
-            record.ts,
+            rfc5424_timestamp(&record.ts),
             self.hostname,
             std::process::id(),
             record.kind
@@ -61,6 +61,20 @@ impl Syslog {
             tracing::warn!("the syslog queue is full; a record was not sent");
         }
     }
+}
+
+/// RFC 5424's TIMESTAMP allows at most six fraction digits (TIME-SECFRAC); the access
+/// log's RFC 3339 `ts` may carry nine. Extra digits are cut (not rounded, so a time never
+/// moves into the next second).
+fn rfc5424_timestamp(ts: &str) -> String {
+    let Some(dot) = ts.find('.') else {
+        return ts.to_string();
+    };
+    let digits = ts[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+    if digits <= 6 {
+        return ts.to_string();
+    }
+    format!("{}{}", &ts[..dot + 7], &ts[dot + 1 + digits..])
 }
 
 fn deliver(target: &SyslogTarget, queue: mpsc::Receiver<String>) {
@@ -180,6 +194,30 @@ fn escape_extension(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_carry_at_most_six_fraction_digits() {
+        let cases = [
+            (
+                "2026-12-04T18:20:07.123456789Z",
+                "2026-12-04T18:20:07.123456Z",
+            ),
+            (
+                "2026-12-04T18:20:07.999999999+01:00",
+                "2026-12-04T18:20:07.999999+01:00",
+            ),
+            (
+                "2026-12-04T18:20:07.1234567Z",
+                "2026-12-04T18:20:07.123456Z",
+            ),
+            ("2026-12-04T18:20:07.123456Z", "2026-12-04T18:20:07.123456Z"),
+            ("2026-12-04T18:20:07.5Z", "2026-12-04T18:20:07.5Z"),
+            ("2026-12-04T18:20:07Z", "2026-12-04T18:20:07Z"),
+        ];
+        for (ts, expected) in cases {
+            assert_eq!(rfc5424_timestamp(ts), expected, "{ts}");
+        }
+    }
 
     #[test]
     fn a_cef_line_carries_the_record_with_escaped_values() {

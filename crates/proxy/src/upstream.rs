@@ -79,6 +79,17 @@ impl Dialer {
         }
     }
 
+    /// Whether `name` resolves to `ip` (SPEC §1.3: is a ClientHello's SNI the server the
+    /// client CONNECTed to by address?). A lookup that fails or takes longer than the
+    /// connect timeout is a no.
+    pub async fn resolves_to(&self, name: &str, ip: IpAddr) -> bool {
+        let lookup = Box::pin(self.resolver.lookup(name));
+        match tokio::time::timeout(self.timeout, lookup).await {
+            Ok(Ok(addrs)) => addrs.contains(&ip),
+            _ => false,
+        }
+    }
+
     async fn resolve_and_connect(
         &self,
         host: &str,
@@ -131,7 +142,11 @@ mod tests {
     use super::*;
 
     fn dialer(local: LocalAddrs) -> Dialer {
-        Dialer::new(Resolver::from_system(), local, Duration::from_secs(5))
+        Dialer::new(
+            Resolver::new(std::path::Path::new("/etc/hosts")),
+            local,
+            Duration::from_secs(5),
+        )
     }
 
     #[tokio::test]

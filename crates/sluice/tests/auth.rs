@@ -47,6 +47,22 @@ fn a_connect_without_credentials_gets_407_with_the_realm() {
     assert_eq!(record["action"], "refused");
 }
 
+/// Issue 11 / SPEC §7: a 407 is logged like every other refusal, with the host and port
+/// of the request line.
+#[test]
+fn a_407_record_carries_the_connect_host_and_port() {
+    let pki = TestPki::new();
+    let sluice = start(&pki, &[443], "");
+    let mut raw = Raw::connect(sluice.addr);
+    let head = raw.connect_to("intranet.example.test:8443");
+    assert!(head.starts_with("HTTP/1.1 407 "), "{head}");
+    let record = sluice.wait_record("refused", |r| r["status"] == 407);
+    assert_eq!(record["kind"], "connect");
+    assert_eq!(record["action"], "refused");
+    assert_eq!(record["host"], "intranet.example.test");
+    assert_eq!(record["port"], 8443);
+}
+
 #[test]
 fn a_bcrypt_user_is_let_through_and_logged_and_a_wrong_password_is_not() {
     let pki = TestPki::new();

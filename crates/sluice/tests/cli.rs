@@ -145,6 +145,42 @@ fn check_accepts_a_good_file_and_lists_every_error_with_its_line() {
     assert!(stderr.contains("listen_typo"), "{stderr}");
 }
 
+/// Issue 11: five different errors (unknown key line 3, unknown action line 7, bad CIDR,
+/// bad regex, unknown category) are five `FILE:LINE: msg` lines in file order; `check`
+/// exits 1 and `run` refuses the same file with the same lines.
+#[test]
+fn check_and_run_report_five_different_errors_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[proxy]\nlisten = [\"127.0.0.1:0\"]\nlisten_typo = 1\n\n[[ssl_rules]]\nname = \"a\"\naction = \"explode\"\nclients = [\"10.0.0.0/33\"]\n\n[[http_rules]]\nname = \"b\"\naction = \"block\"\nurl_regex = [\"(unclosed\"]\ncategories = [\"nosuch\"]\n";
+    std::fs::write(dir.path().join("five.toml"), text).unwrap();
+    let expect = [
+        "five.toml:3: ",
+        "five.toml:7: ",
+        "five.toml:8: ",
+        "five.toml:13: ",
+        "five.toml:14: ",
+    ];
+    for command in ["check", "run"] {
+        let out = sluice(&[command, "-c", "five.toml"], dir.path());
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("five.toml:"))
+            .collect();
+        assert_eq!(lines.len(), 5, "{command}: {stderr}");
+        for (line, prefix) in lines.iter().zip(expect) {
+            assert!(
+                line.starts_with(prefix),
+                "{command}: {line} is not {prefix}: {stderr}"
+            );
+        }
+        assert!(lines[0].contains("listen_typo"), "{stderr}");
+        assert!(lines[1].contains("explode"), "{stderr}");
+        assert!(lines[4].contains("nosuch"), "{stderr}");
+    }
+}
+
 #[test]
 fn explain_names_the_deciding_rule_at_each_stage() {
     let dir = tempfile::tempdir().unwrap();

@@ -456,3 +456,145 @@ fn connections_over_max_connections_get_503() {
     let head = second.read_head();
     assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
 }
+
+/// Issue 11 / SPEC §9: testssl.sh sends `CONNECT host:port HTTP/1.0\n\n` with bare-LF
+/// line endings; sluice accepts it and the TLS handshake that follows is bumped as usual.
+#[test]
+fn a_bare_lf_connect_head_as_testssl_sends_it_is_accepted() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+        ..Default::default()
+    });
+    let sluice = start(&pki, &[origin.port()], "", "");
+    let head = format!("CONNECT 127.0.0.1:{} HTTP/1.0\n\n", origin.port());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let body = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = support::tls_client::connect_tls_after(
+            sluice.addr,
+            head.as_bytes(),
+            "bump.test",
+            &sluice.ca_path(),
+            &["http/1.1"],
+        )
+        .await;
+        tls.write_all(b"GET /hello HTTP/1.1\r\nHost: bump.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response).into_owned()
+    });
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.ends_with(HELLO), "{body}");
+    let record = sluice.wait_record("the bumped connect", |r| r["kind"] == "connect");
+    assert_eq!(record["action"], "bump");
+}
+
+/// Forwarded request heads keep their strict rules: a plain GET with bare LF is 400.
+#[test]
+fn a_bare_lf_plain_request_is_still_400() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions::default());
+    let sluice = start(&pki, &[443], "", "");
+    let mut raw = Raw::connect(sluice.addr);
+    raw.send(
+        format!(
+            "GET http://127.0.0.1:{}/hello HTTP/1.1\nHost: a\n\n",
+            origin.port()
+        )
+        .as_bytes(),
+    );
+    let head = raw.read_head();
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(origin.requests().is_empty(), "nothing reached the origin");
+}
+
+/// Issue 13 finding 5 / SPEC §1.3: `CONNECT <address>` with the SNI of a tunneled bank is
+/// an unverified SNI (it does not resolve to that address): no tunnel, the connection is
+/// bumped by default and logged `sni_unverified`. The same rule tunnels a CONNECT whose
+/// SNI does resolve to the address.
+#[test]
+fn an_sni_that_does_not_resolve_to_the_connect_address_never_earns_a_tunnel() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+        ..Default::default()
+    });
+    let rules = "[[ssl_rules]]\nname = \"banking\"\ndomains = [\".bank.example\", \"tunnel.test\"]\naction = \"tunnel-sni\"\n";
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            connect_ports: &[origin.port()],
+            rest: rules,
+            ..Default::default()
+        },
+    );
+    let proxy = sluice.addr.to_string();
+    let target = format!("127.0.0.1:{}", origin.port());
+    let out = openssl_s_client(
+        &[
+            "-proxy",
+            &proxy,
+            "-connect",
+            &target,
+            "-servername",
+            "www.bank.example",
+        ],
+        "",
+    );
+    assert!(
+        out.contains("sluice proxy CA"),
+        "bumped, not tunneled: {out}"
+    );
+    let record = sluice.wait_record("the bank", |r| r["sni"] == "www.bank.example");
+    assert_eq!(record["action"], "bump");
+    assert_eq!(record["rule"], "default");
+    assert_eq!(record["error"], "sni_unverified");
+
+    // tunnel.test resolves to 127.0.0.1 (the test's hosts file): verified, tunneled.
+    let out = openssl_s_client(
+        &[
+            "-proxy",
+            &proxy,
+            "-connect",
+            &target,
+            "-servername",
+            "tunnel.test",
+        ],
+        "",
+    );
+    assert!(!out.contains("sluice proxy CA"), "tunneled: {out}");
+    let record = sluice.wait_record("tunnel.test", |r| r["sni"] == "tunnel.test");
+    assert_eq!(record["action"], "tunnel-sni");
+    assert_eq!(record["rule"], "banking");
+    assert!(record.get("error").is_none(), "{record}");
+}
+
+/// SPEC §1.3: with `on_non_tls = "tunnel"`, a client that does not speak TLS to a host an
+/// SSL rule terminates is terminated, not tunneled.
+#[test]
+fn on_non_tls_tunnel_still_obeys_a_terminate_rule() {
+    let pki = TestPki::new();
+    let (port, _server) = banner_server();
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            connect_ports: &[port],
+            tls: "on_non_tls = \"tunnel\"",
+            limits: "client_hello_timeout = \"1s\"",
+            rest: "[[ssl_rules]]\nname = \"no terminate.test\"\ndomains = [\"terminate.test\"]\naction = \"terminate\"\n",
+            ..Default::default()
+        },
+    );
+    let mut raw = Raw::connect(sluice.addr);
+    let head = raw.connect_to(&format!("terminate.test:{port}"));
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let (rest, _) = raw.read_to_close();
+    assert!(rest.is_empty(), "no banner was relayed: {rest:?}");
+    let record = sluice.connect_record();
+    assert_eq!(record["action"], "terminate");
+    assert_eq!(record["rule"], "no terminate.test");
+    assert_eq!(record["error"], "not_tls");
+}

@@ -454,3 +454,34 @@ fn an_origin_form_request_to_the_proxy_is_400() {
     let head = raw.read_head();
     assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
 }
+
+/// Issue 11 / SPEC §3.1: a request an `allow-unscanned` rule lets through is logged as
+/// `unscanned` even with no anti-virus engine configured; others stay `allowed`.
+#[test]
+fn allow_unscanned_is_logged_as_unscanned_without_an_engine() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions::default());
+    let sluice = Sluice::start(
+        &pki,
+        SluiceConfig {
+            connect_ports: &[443],
+            rest: "[[http_rules]]\nname = \"trusted updates\"\nurl_regex = [\"/hello$\"]\naction = \"allow-unscanned\"\n",
+            ..Default::default()
+        },
+    );
+    let base = format!("http://127.0.0.1:{}", origin.port());
+    let skipped = curl(&["-x", &sluice.proxy_url(), &format!("{base}/hello")]);
+    assert_eq!(skipped.body_text(), HELLO);
+    let record = sluice.wait_record("of /hello", |r| {
+        r["url"].as_str().is_some_and(|u| u.ends_with("/hello"))
+    });
+    assert_eq!(record["verdict"], "unscanned");
+    assert_eq!(record["rule"], "trusted updates");
+
+    let other = curl(&["-x", &sluice.proxy_url(), &format!("{base}/slow")]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    let record = sluice.wait_record("of /slow", |r| {
+        r["url"].as_str().is_some_and(|u| u.ends_with("/slow"))
+    });
+    assert_eq!(record["verdict"], "allowed");
+}

@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::certs::TestPki;
 use support::origin::HELLO;
 use support::sluice::SluiceConfig;
-use support::tls_client::connect_tls;
+use support::tls_client::{connect_tls, h2_client};
 use support::{fetch, openssl_s_client, Origin, OriginOptions, Sluice};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -103,29 +103,6 @@ fn http11_stays_http11_when_the_server_selects_it() {
     assert_eq!(sluice.connect_record()["alpn"], "http/1.1");
 }
 
-/// An HTTP/2 connection to bump.test through sluice.
-async fn h2_client(
-    sluice: &Sluice,
-    origin: &Origin,
-) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let target = format!("127.0.0.1:{}", origin.port());
-    let tls = connect_tls(
-        sluice.addr,
-        &target,
-        "bump.test",
-        &sluice.ca_path(),
-        &["h2"],
-    )
-    .await;
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    sender
-}
-
 #[test]
 fn one_http2_connection_carries_100_concurrent_streams_byte_for_byte() {
     let pki = TestPki::new();
@@ -133,7 +110,7 @@ fn one_http2_connection_carries_100_concurrent_streams_byte_for_byte() {
     let sluice = start(&pki, &origin, "", "");
     let port = origin.port();
     runtime().block_on(async {
-        let sender = h2_client(&sluice, &origin).await;
+        let sender = h2_client(sluice.addr, origin.port(), &sluice.ca_path()).await;
         let streams = (0..100u32).map(|i| {
             let mut sender = sender.clone();
             async move {
@@ -173,7 +150,7 @@ fn a_stalled_stream_does_not_stall_its_neighbour() {
     let sluice = start(&pki, &origin, "", "");
     let port = origin.port();
     runtime().block_on(async {
-        let mut sender = h2_client(&sluice, &origin).await;
+        let mut sender = h2_client(sluice.addr, origin.port(), &sluice.ca_path()).await;
         // 64 MiB that nobody reads: flow control must hold it back, not the connection.
         let big = hyper::Request::get(format!("https://bump.test:{port}/big/67108864"))
             .body(Full::new(Bytes::new()))

@@ -52,7 +52,7 @@ fn records_reach_a_udp_collector_as_rfc5424_json() {
     let mut fields = message.splitn(8, ' ');
     let _pri_version = fields.next();
     let timestamp = fields.next().unwrap();
-    assert!(timestamp.contains('T'), "RFC 3339 time: {message}");
+    assert_rfc5424_timestamp(timestamp);
     let _host = fields.next();
     assert_eq!(fields.next(), Some("sluice"), "app-name");
     let _pid = fields.next();
@@ -94,6 +94,7 @@ fn records_reach_a_tcp_collector_as_octet_counted_cef() {
     stream.read_exact(&mut message).unwrap();
     let message = String::from_utf8(message).unwrap();
     assert!(message.starts_with("<134>1 "), "{message}");
+    assert_rfc5424_timestamp(message.split(' ').nth(1).unwrap());
     assert!(message.contains(" sluice "), "{message}");
     let cef = &message[message.find("CEF:0|").expect("a CEF body")..];
     assert!(cef.starts_with("CEF:0|sluice|sluice|"), "{cef}");
@@ -102,4 +103,43 @@ fn records_reach_a_tcp_collector_as_octet_counted_cef() {
     assert!(cef.contains("dpt=22"), "{cef}");
     assert!(cef.contains("act=refused"), "{cef}");
     assert!(cef.contains("outcome=403"), "{cef}");
+}
+
+/// RFC 5424 §6.2.3 to the letter, as strict collectors check it:
+/// `YYYY-MM-DDTHH:MM:SS[.1*6DIGIT](Z|(+|-)HH:MM)`.
+fn assert_rfc5424_timestamp(ts: &str) {
+    let shape_ok = (|| {
+        let b = ts.as_bytes();
+        let digits = |range: std::ops::Range<usize>| {
+            b.get(range)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        };
+        let fixed = digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && b[10] == b'T'
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19);
+        if !fixed {
+            return false;
+        }
+        let mut rest = &ts[19..];
+        if let Some(fraction) = rest.strip_prefix('.') {
+            let n = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            if !(1..=6).contains(&n) {
+                return false;
+            }
+            rest = &fraction[n..];
+        }
+        rest == "Z"
+            || (rest.len() == 6
+                && (rest.starts_with('+') || rest.starts_with('-'))
+                && rest.as_bytes()[3] == b':')
+    })();
+    assert!(shape_ok, "not an RFC 5424 TIMESTAMP: {ts:?}");
 }

@@ -37,6 +37,7 @@ use crate::bypass::BypassReason;
 use crate::context::Proxy;
 use crate::counting::{ByteCounts, Counted};
 use crate::forward;
+use crate::graceful::until_drained;
 use crate::metrics::Phase;
 use crate::read_ahead::ReadAhead;
 
@@ -280,17 +281,19 @@ async fn serve(
     });
     let limits = &proxy.config.settings.limits;
     let io = TokioIo::new(client_tls);
+    let draining = proxy.draining.clone();
     let served = if client_h2 {
         let mut http2 = forward::client_http2(limits);
         if extended_connect {
             http2.enable_connect_protocol();
         }
-        http2.serve_connection(io, service).await
+        let connection = http2.serve_connection(io, service);
+        until_drained(connection, draining).await
     } else {
-        forward::client_http1(limits)
+        let connection = forward::client_http1(limits)
             .serve_connection(io, service)
-            .with_upgrades()
-            .await
+            .with_upgrades();
+        until_drained(connection, draining).await
     };
     if let Err(e) = served {
         tracing::debug!(error = %e, server, "bumped connection ended with an error");

@@ -35,6 +35,13 @@ impl Raw {
         String::from_utf8_lossy(&head).into_owned()
     }
 
+    /// Exactly `n` bytes (a body whose length the head gave).
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        let mut body = vec![0u8; n];
+        self.stream.read_exact(&mut body).unwrap();
+        body
+    }
+
     /// Everything until the peer closes (or the read timeout), and how long that took.
     pub fn read_to_close(&mut self) -> (Vec<u8>, Duration) {
         let started = Instant::now();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::certs::TestPki;
+use super::certs::{TestPki, SERVER_NAMES};
 
 pub struct Sluice {
     pub dir: tempfile::TempDir,
@@ -57,7 +57,7 @@ impl Sluice {
     pub fn config_text(config: &SluiceConfig<'_>) -> String {
         let ports: Vec<String> = config.connect_ports.iter().map(u16::to_string).collect();
         format!(
-            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\nhosts_file = \"hosts\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
              [tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\nupstream_roots = [\"upstream-root.pem\"]\n{}\n\n\
              [log]\naccess = \"access.log\"\nlevel = \"debug\"\n\n[limits]\n{}\n\n{}\n",
             config.listen.unwrap_or("127.0.0.1:0"),
@@ -68,8 +68,17 @@ impl Sluice {
         )
     }
 
-    /// Run `sluice ARGS` in `dir` and wait until it listens.
+    /// Run `sluice ARGS` in `dir` and wait until it listens. The test names resolve to
+    /// loopback through the `hosts` file `config_text` names, as a real deployment's
+    /// names resolve to its servers (so an SNI can be verified against the address a
+    /// client CONNECTed to, SPEC §1.3).
     pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Sluice {
+        let hosts: String = SERVER_NAMES
+            .iter()
+            .filter(|name| name.parse::<std::net::IpAddr>().is_err())
+            .map(|name| format!("127.0.0.1 {name}\n::1 {name}\n"))
+            .collect();
+        std::fs::write(dir.path().join("hosts"), hosts).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
             .current_dir(dir.path())

@@ -20,10 +20,20 @@ pub async fn connect_tls(
     ca_pem: &Path,
     alpn: &[&str],
 ) -> TlsStream<TcpStream> {
+    let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    connect_tls_after(proxy, head.as_bytes(), sni, ca_pem, alpn).await
+}
+
+/// The same with the CONNECT head given as raw bytes (for heads curl does not send).
+pub async fn connect_tls_after(
+    proxy: SocketAddr,
+    connect_head: &[u8],
+    sni: &str,
+    ca_pem: &Path,
+    alpn: &[&str],
+) -> TlsStream<TcpStream> {
     let mut tcp = TcpStream::connect(proxy).await.unwrap();
-    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    tcp.write_all(connect_head).await.unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         head.push(tcp.read_u8().await.unwrap());
@@ -49,4 +59,24 @@ pub async fn connect_tls(
         .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
         .await
         .unwrap()
+}
+
+/// An HTTP/2 connection to `bump.test` on `127.0.0.1:port` through the bumping `proxy`,
+/// trusting the proxy's CA; the connection is driven by a spawned task.
+pub async fn h2_client(
+    proxy: SocketAddr,
+    port: u16,
+    ca_pem: &Path,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let target = format!("127.0.0.1:{port}");
+    let tls = connect_tls(proxy, &target, "bump.test", ca_pem, &["h2"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    sender
 }
