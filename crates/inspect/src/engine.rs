@@ -66,11 +66,21 @@ pub enum ScanError {
     /// The spooled body could not be read back.
     #[error("reading the spooled body: {0}")]
     Spool(io::Error),
+    /// The body did not fit in `anti_virus.max_spool_total` with the others held.
+    #[error("the spool is full: all bodies held together may take at most {total} bytes")]
+    SpoolFull {
+        /// `anti_virus.max_spool_total`.
+        total: u64,
+    },
+    /// The body's `Content-Encoding` could not be undone for the scan: a coding sluice
+    /// does not know, or bytes that are not what the coding says.
+    #[error("{0}")]
+    Encoding(String),
 }
 
 impl ScanError {
     /// A short, stable name of the failure: `connect`, `timeout`, `io`, `protocol`,
-    /// `refused` or `spool`.
+    /// `refused`, `spool`, `spool_full` or `encoding`.
     pub fn kind(&self) -> &'static str {
         match self {
             ScanError::Connect { .. } => "connect",
@@ -79,6 +89,8 @@ impl ScanError {
             ScanError::Protocol(_) => "protocol",
             ScanError::Refused(_) => "refused",
             ScanError::Spool(_) => "spool",
+            ScanError::SpoolFull { .. } => "spool_full",
+            ScanError::Encoding(_) => "encoding",
         }
     }
 
@@ -254,6 +266,7 @@ mod tests {
             on_error,
             scan_uploads: false,
             timeout: Duration::from_secs(1),
+            max_spool_total: 1,
         }
     }
 

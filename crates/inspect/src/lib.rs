@@ -9,6 +9,8 @@
 //!   ClamAV daemon client (`INSTREAM`).
 //! - [`spool`] holds bodies: in memory up to a threshold and a shared budget, then in an
 //!   anonymous temporary file, readable again for forwarding.
+//! - [`decode`] undoes a body's `Content-Encoding` for the scan (the client still gets
+//!   the encoded bytes).
 //! - [`render_template`] fills a custom block-page template.
 //!
 //! Anti-phishing lists are not here: they are pure and loaded with the configuration,
@@ -20,6 +22,7 @@
 //! I/O.
 
 pub mod clamd;
+pub mod decode;
 pub mod engine;
 pub mod icap;
 pub mod spool;

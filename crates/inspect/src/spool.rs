@@ -7,7 +7,10 @@
 //! so it is removed when the last handle closes, even if the process dies). Memory is
 //! therefore bounded by the budget however many large bodies are scanned at once.
 //! Bodies over `max_size` are refused ([`SpoolError::TooLarge`]) with what was kept so
-//! far still readable, so that `on_oversize = "allow"` can forward it unscanned.
+//! far still readable, so that `on_oversize = "allow"` can forward it unscanned. Every
+//! byte held, in memory or on disk, also counts against a total shared by all bodies
+//! (`anti_virus.max_spool_total`); a body that does not fit is refused the same way
+//! ([`SpoolError::Full`]), so that disk use is bounded however many bodies are scanned.
 //!
 //! A finished body is a [`SpooledBody`]: cheap to clone, read as many times as needed
 //! (once by the engine, once to forward it) through [`SpoolReader`]s, each of which is
@@ -20,7 +23,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -32,6 +35,9 @@ use tokio::task::JoinHandle;
 pub const DEFAULT_MEMORY_PER_BODY: usize = 1 << 20;
 /// Default bytes kept in memory by all bodies of a spooler together.
 pub const DEFAULT_MEMORY_TOTAL: usize = 64 << 20;
+/// Default bytes held by all bodies of a spooler together, memory and disk
+/// (`anti_virus.max_spool_total`).
+pub const DEFAULT_SPOOL_TOTAL: u64 = 1 << 30;
 /// Size of the chunks a reader yields, and of the writes to the temporary file.
 const BLOCK: usize = 256 << 10;
 /// Size of the chunks a reader yields from memory.
@@ -49,26 +55,42 @@ pub enum SpoolError {
         /// The chunk that crossed it.
         rejected: Bytes,
     },
+    /// The bodies held together would exceed the spooler's total. `rejected` is the
+    /// chunk that did not fit (not stored); everything before it is still in the writer.
+    #[error("the spool is full: all bodies held together may take at most {total} bytes")]
+    Full {
+        /// The total (`anti_virus.max_spool_total`).
+        total: u64,
+        /// The chunk that did not fit.
+        rejected: Bytes,
+    },
     /// The temporary file could not be created, written or read.
     #[error("spool file: {0}")]
     Io(#[from] io::Error),
 }
 
-/// The memory shared by all bodies of one spooler: bytes still available.
+/// Bytes shared by all bodies of one spooler (memory, or everything held): bytes still
+/// available.
 #[derive(Debug)]
 struct Budget {
-    available: AtomicUsize,
+    available: AtomicU64,
 }
 
 impl Budget {
+    fn new(n: u64) -> Arc<Budget> {
+        Arc::new(Budget {
+            available: AtomicU64::new(n),
+        })
+    }
+
     /// Take `n` bytes if that many are available.
-    fn take(&self, n: usize) -> bool {
+    fn take(&self, n: u64) -> bool {
         self.available
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| a.checked_sub(n))
             .is_ok()
     }
 
-    fn give(&self, n: usize) {
+    fn give(&self, n: u64) {
         self.available.fetch_add(n, Ordering::AcqRel);
     }
 }
@@ -79,21 +101,41 @@ pub struct Spooler {
     max_size: u64,
     memory_per_body: usize,
     budget: Arc<Budget>,
+    /// Every byte held, in memory or on disk, by all bodies: `total` at most.
+    held: Arc<Budget>,
+    total: u64,
     dir: Option<PathBuf>,
 }
 
 impl Spooler {
     /// Bodies up to `max_size` bytes (`anti_virus.max_scan_size`), with the default
-    /// memory limits ([`DEFAULT_MEMORY_PER_BODY`], [`DEFAULT_MEMORY_TOTAL`]) and
-    /// temporary files in the system's temporary folder.
+    /// memory limits ([`DEFAULT_MEMORY_PER_BODY`], [`DEFAULT_MEMORY_TOTAL`]), the
+    /// default total ([`DEFAULT_SPOOL_TOTAL`]) and temporary files in the system's
+    /// temporary folder.
     pub fn new(max_size: u64) -> Self {
         Spooler {
             max_size,
             memory_per_body: DEFAULT_MEMORY_PER_BODY,
-            budget: Arc::new(Budget {
-                available: AtomicUsize::new(DEFAULT_MEMORY_TOTAL),
-            }),
+            budget: Budget::new(DEFAULT_MEMORY_TOTAL as u64),
+            held: Budget::new(DEFAULT_SPOOL_TOTAL),
+            total: DEFAULT_SPOOL_TOTAL,
             dir: None,
+        }
+    }
+
+    /// Hold at most `total` bytes of all bodies together, in memory and on disk
+    /// (`anti_virus.max_spool_total`).
+    pub fn with_total(mut self, total: u64) -> Self {
+        self.held = Budget::new(total);
+        self.total = total;
+        self
+    }
+
+    /// The same limits and shared budgets, for bodies of at most `max_size` bytes.
+    pub fn with_max_size(&self, max_size: u64) -> Self {
+        Spooler {
+            max_size,
+            ..self.clone()
         }
     }
 
@@ -101,9 +143,7 @@ impl Spooler {
     /// memory.
     pub fn with_memory(mut self, per_body: usize, total: usize) -> Self {
         self.memory_per_body = per_body;
-        self.budget = Arc::new(Budget {
-            available: AtomicUsize::new(total),
-        });
+        self.budget = Budget::new(total as u64);
         self
     }
 
@@ -120,7 +160,12 @@ impl Spooler {
 
     /// Memory still available to bodies (for tests and metrics).
     pub fn memory_available(&self) -> usize {
-        self.budget.available.load(Ordering::Acquire)
+        usize::try_from(self.budget.available.load(Ordering::Acquire)).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes all bodies together may still hold (for tests and metrics).
+    pub fn total_available(&self) -> u64 {
+        self.held.available.load(Ordering::Acquire)
     }
 
     /// Start spooling one body.
@@ -133,6 +178,8 @@ impl Spooler {
                 file_len: 0,
                 reserved: 0,
                 budget: Arc::clone(&self.budget),
+                held: 0,
+                total: Arc::clone(&self.held),
             },
             pending: BytesMut::new(),
         }
@@ -150,11 +197,15 @@ struct Storage {
     /// Budget bytes this body holds.
     reserved: usize,
     budget: Arc<Budget>,
+    /// Bytes of the spooler's total this body holds (all it was given).
+    held: u64,
+    total: Arc<Budget>,
 }
 
 impl Drop for Storage {
     fn drop(&mut self) {
-        self.budget.give(self.reserved);
+        self.budget.give(self.reserved as u64);
+        self.total.give(self.held);
     }
 }
 
@@ -188,6 +239,13 @@ impl SpoolWriter {
                 rejected: chunk,
             });
         }
+        if !self.storage.total.take(chunk.len() as u64) {
+            return Err(SpoolError::Full {
+                total: self.spooler.total,
+                rejected: chunk,
+            });
+        }
+        self.storage.held += chunk.len() as u64;
         if self.storage.file.is_none() && self.fits_in_memory(chunk.len()) {
             self.storage.memory.extend_from_slice(&chunk);
             return Ok(());
@@ -209,7 +267,8 @@ impl SpoolWriter {
     /// Whether `n` more bytes may stay in memory; reserves them from the budget if so.
     fn fits_in_memory(&mut self, n: usize) -> bool {
         let storage = &mut self.storage;
-        if storage.memory.len() + n > self.spooler.memory_per_body || !storage.budget.take(n) {
+        if storage.memory.len() + n > self.spooler.memory_per_body || !storage.budget.take(n as u64)
+        {
             return false;
         }
         storage.reserved += n;
@@ -279,9 +338,9 @@ impl SpooledBody {
                     file: None,
                     file_len: 0,
                     reserved: 0,
-                    budget: Arc::new(Budget {
-                        available: AtomicUsize::new(0),
-                    }),
+                    budget: Budget::new(0),
+                    held: 0,
+                    total: Budget::new(0),
                 },
             }),
         }
@@ -469,6 +528,37 @@ mod tests {
         assert!(!first.is_on_disk());
         assert!(second.is_on_disk(), "only 500 bytes of budget were left");
         assert_eq!(read_all(&second).await, pattern(1000, 2));
+    }
+
+    #[tokio::test]
+    async fn bodies_together_stay_within_the_total_memory_and_disk() {
+        let spooler = Spooler::new(1 << 20)
+            .with_memory(1000, 1000)
+            .with_total(300_000);
+        let first = spool(&spooler, &[pattern(200_000, 1)]).await;
+        assert!(first.is_on_disk());
+        assert_eq!(spooler.total_available(), 100_000);
+        let mut second = spooler.writer();
+        second.push(pattern(60_000, 2)).await.unwrap();
+        match second.push(pattern(60_000, 3)).await {
+            Err(SpoolError::Full { total, rejected }) => {
+                assert_eq!(total, 300_000);
+                assert_eq!(rejected, pattern(60_000, 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        // What was kept is still readable, and everything is given back when done.
+        let kept = second.finish().await.unwrap();
+        assert_eq!(read_all(&kept).await, pattern(60_000, 2));
+        drop((first, kept));
+        assert_eq!(spooler.total_available(), 300_000);
+        // A clone for another size shares the total.
+        let small = spooler.with_max_size(10);
+        let _held = spool(&spooler, &[pattern(299_995, 4)]).await;
+        assert!(matches!(
+            small.writer().push(pattern(6, 5)).await,
+            Err(SpoolError::Full { .. })
+        ));
     }
 
     #[tokio::test]

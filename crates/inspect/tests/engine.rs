@@ -18,6 +18,7 @@ fn settings(engine: AvEngine, on_error: OnScanError) -> AntiVirusSettings {
         on_error,
         scan_uploads: true,
         timeout: Duration::from_secs(30),
+        max_spool_total: 1 << 30,
     }
 }
 

@@ -17,10 +17,11 @@ use crate::domain::normalize;
 use crate::raw::RawAntiVirus;
 use crate::settings::{AntiVirusSettings, AvEngine, ClamdAddress, IcapService};
 use crate::settings::{OnOversize, OnScanError};
-use crate::size::parse_size;
+use crate::size::{parse_size, SizeValue};
 
 // SPEC §5 defaults; those of booleans and enums are written where they are applied.
 const DEFAULT_MAX_SCAN_SIZE: u64 = 32 << 20;
+const DEFAULT_MAX_SPOOL_TOTAL: u64 = 1 << 30;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The ICAP port of RFC 3507 §4.2.
 const DEFAULT_ICAP_PORT: u16 = 1344;
@@ -45,13 +46,18 @@ pub(crate) fn compile(
     base_dir: &Path,
     diag: &mut Diagnostics<'_>,
 ) -> AntiVirusSettings {
-    let max_scan_size = match &raw.max_scan_size {
-        None => DEFAULT_MAX_SCAN_SIZE,
-        Some(size) => parse_size(size.get_ref()).unwrap_or_else(|e| {
-            diag.at(size.span(), format!("anti_virus.max_scan_size: {e}"));
-            DEFAULT_MAX_SCAN_SIZE
-        }),
-    };
+    let max_scan_size = size(
+        raw.max_scan_size.as_ref(),
+        DEFAULT_MAX_SCAN_SIZE,
+        "anti_virus.max_scan_size",
+        diag,
+    );
+    let max_spool_total = size(
+        raw.max_spool_total.as_ref(),
+        DEFAULT_MAX_SPOOL_TOTAL,
+        "anti_virus.max_spool_total",
+        diag,
+    );
     AntiVirusSettings {
         engine: engine(raw.engine.as_ref(), raw.url.as_ref(), base_dir, diag),
         max_scan_size,
@@ -59,7 +65,24 @@ pub(crate) fn compile(
         on_error: raw.on_error.unwrap_or(OnScanError::Block),
         scan_uploads: raw.scan_uploads.unwrap_or(false),
         timeout: duration(raw.timeout, DEFAULT_TIMEOUT, "anti_virus.timeout", diag),
+        max_spool_total,
     }
+}
+
+/// A size key, or its default when absent or invalid (the error goes to `diag`).
+fn size(
+    value: Option<&Spanned<SizeValue>>,
+    default: u64,
+    key: &str,
+    diag: &mut Diagnostics<'_>,
+) -> u64 {
+    let Some(value) = value else {
+        return default;
+    };
+    parse_size(value.get_ref()).unwrap_or_else(|e| {
+        diag.at(value.span(), format!("{key}: {e}"));
+        default
+    })
 }
 
 fn engine(

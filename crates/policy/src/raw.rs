@@ -204,6 +204,7 @@ pub(crate) struct RawAntiVirus {
     pub on_error: Option<OnScanError>,
     pub scan_uploads: Option<bool>,
     pub timeout: Option<Spanned<String>>,
+    pub max_spool_total: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Deserialize, Default)]

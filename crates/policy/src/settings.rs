@@ -174,6 +174,9 @@ pub struct AntiVirusSettings {
     /// Time allowed for one scan: connecting to the engine, sending it the body and
     /// receiving its verdict. Exceeding it is an engine error (`on_error`).
     pub timeout: Duration,
+    /// Bytes of all bodies held for a verdict at once, in memory and on disk (at least
+    /// 1); a body that does not fit is `on_error`.
+    pub max_spool_total: u64,
 }
 
 /// `anti_virus.engine` with its `anti_virus.url`.

@@ -45,6 +45,7 @@ fn the_defaults_scan_nothing_and_show_the_built_in_page() {
             on_error: OnScanError::Block,
             scan_uploads: false,
             timeout: Duration::from_secs(30),
+            max_spool_total: 1 << 30,
         }
     );
     assert_eq!(config.settings.block_page.template, None);
@@ -62,6 +63,7 @@ on_oversize = "block"
 on_error = "allow"
 scan_uploads = true
 timeout = "1m 30s"
+max_spool_total = "2GiB"
 "#,
     );
     assert_eq!(
@@ -77,6 +79,7 @@ timeout = "1m 30s"
             on_error: OnScanError::Allow,
             scan_uploads: true,
             timeout: Duration::from_secs(90),
+            max_spool_total: 2 << 30,
         }
     );
     assert_eq!(av.engine.as_str(), "icap");
@@ -140,6 +143,10 @@ timeout = "0s"
     assert_eq!(
         errors("[anti_virus]\nmax_scan_size = 0\n"),
         ["sluice.toml:2: anti_virus.max_scan_size: must be at least 1 byte, got 0"]
+    );
+    assert_eq!(
+        errors("[anti_virus]\n\nmax_spool_total = \"none\"\n"),
+        ["sluice.toml:3: anti_virus.max_spool_total: invalid size `none`, expected a number of bytes or like \"32MiB\" or \"1GB\""]
     );
     let e = errors("[anti_virus]\nengine = \"sophos\"\n");
     assert_eq!(

@@ -1,43 +1,156 @@
 //! Basic proxy authentication (`[auth]`): `Proxy-Authorization: Basic …` checked against
-//! the users file's bcrypt or argon2 hashes. Verifying a hash costs milliseconds of CPU,
-//! so it runs on the blocking pool and successes are remembered for a while; failures
-//! from one client address are answered more and more slowly, to make guessing slow.
+//! the users file's bcrypt or argon2 hashes.
+//!
+//! Verifying a hash costs milliseconds of CPU and, for argon2, megabytes of memory, so
+//! password checks must not be a way to exhaust the process (SPEC §9):
+//! - at most [`hash_slots`] hashes run at once (on the blocking pool); at most
+//!   [`MAX_WAITING`] checks wait for a slot, and a client address has at most
+//!   [`MAX_PENDING_PER_CLIENT`] checks waiting or running: past either, the answer is 407
+//!   at once, without a hash, and counts as a failure;
+//! - failures from one client address slow its next checks *before* the hash is
+//!   computed (nothing for the first, then 100 ms doubling up to 3 s);
+//! - an unknown user costs what a known one does: the password is verified against a
+//!   dummy hash with the parameters of the first user's, and refused whatever it gives;
+//! - verified user:password pairs are remembered for a while, so a right password costs
+//!   one hash per ten minutes;
+//! - both tables are bounded caches ([`TABLE_LIMIT`] entries, least recently used
+//!   evicted); no operation scans them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use sluice_policy::AuthSettings;
+use tokio::sync::Semaphore;
 
-/// How long a verified user:password pair is trusted without verifying it again.
+/// How long a verified user:password pair is trusted without verifying it again, and
+/// how long an address's failures are remembered after its last one.
 const REMEMBER: Duration = Duration::from_secs(600);
-/// Entries kept in each table at most; past that the table starts afresh.
-const TABLE_LIMIT: usize = 10_000;
-/// The delay before answering a failure grows from this, doubling per recent failure.
+/// Entries kept in each table at most; the least recently used go first.
+const TABLE_LIMIT: u64 = 10_000;
+/// The delay before checking grows from this, doubling per recent failure.
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(3);
+/// Checks waiting for a hash slot, over all clients; more are refused at once.
+pub const MAX_WAITING: usize = 128;
+/// Checks of one client address waiting (in its delay or for a slot) or hashing; more
+/// are refused at once. Above the handful of connections a browser opens together.
+pub const MAX_PENDING_PER_CLIENT: u32 = 8;
+
+/// Hashes that may run at once: one per core.
+pub fn hash_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Verifies a password against a hash (the real one: [`password_matches`]).
+type HashCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
 pub struct Authenticator {
     users: HashMap<String, String>,
+    /// Verified in place of an unknown user's hash, so that it costs the same.
+    dummy: String,
     realm: String,
-    /// SHA-256 of the decoded `user:password` → the user and when it was verified.
-    verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
-    /// Recent failures per client address: how many, and the last one.
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    check_hash: HashCheck,
+    /// Permits to run a hash; a permit is held until the hash ends, even if the client
+    /// has gone.
+    slots: Arc<Semaphore>,
+    /// Checks waiting for a permit of `slots`.
+    waiting: Arc<AtomicUsize>,
+    /// SHA-256 of the decoded `user:password` → the user, for [`REMEMBER`].
+    verified: Cache<[u8; 32], String>,
+    /// Per client address: recent failures and checks in progress.
+    clients: Cache<IpAddr, Arc<ClientState>>,
+}
+
+/// What is known of one client address.
+#[derive(Default)]
+struct ClientState {
+    /// Recent failures and when the last was.
+    failures: Mutex<(u32, Option<Instant>)>,
+    /// Checks in progress (delayed, waiting or hashing).
+    pending: AtomicU32,
+}
+
+impl ClientState {
+    /// Recent failures, forgetting them [`REMEMBER`] after the last.
+    fn recent_failures(&self) -> u32 {
+        match *lock(&self.failures) {
+            (n, Some(last)) if last.elapsed() < REMEMBER => n,
+            _ => 0,
+        }
+    }
+
+    fn note_failure(&self) {
+        let mut failures = lock(&self.failures);
+        let recent = match *failures {
+            (n, Some(last)) if last.elapsed() < REMEMBER => n,
+            _ => 0,
+        };
+        *failures = (recent.saturating_add(1), Some(Instant::now()));
+    }
+}
+
+/// One check in progress of a client; counted in `pending` until dropped.
+struct Pending(Arc<ClientState>);
+
+impl Pending {
+    fn enter(state: Arc<ClientState>) -> Option<Pending> {
+        let taken = state
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_PENDING_PER_CLIENT).then_some(n + 1)
+            })
+            .is_ok();
+        // Made only when counted: a `Pending` dropped uncounted would free a place.
+        taken.then(|| Pending(state))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One check waiting for a hash slot; counted in `waiting` until dropped.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Authenticator {
     /// `None` when no users file is configured: no authentication.
     pub fn new(settings: &AuthSettings) -> Option<Self> {
+        Self::with(settings, hash_slots(), Arc::new(password_matches))
+    }
+
+    /// With `slots` hashes at once, each verified by `check_hash`.
+    fn with(settings: &AuthSettings, slots: usize, check_hash: HashCheck) -> Option<Self> {
         settings.users_file.as_ref()?;
+        let first = settings.users.first().map(|(_, hash)| hash.as_str());
         Some(Authenticator {
             users: settings.users.iter().cloned().collect(),
+            dummy: first.and_then(dummy_like).unwrap_or_else(default_dummy),
             realm: settings.realm.clone(),
-            verified: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            check_hash,
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            verified: Cache::builder()
+                .max_capacity(TABLE_LIMIT)
+                .time_to_live(REMEMBER)
+                .build(),
+            clients: Cache::builder()
+                .max_capacity(TABLE_LIMIT)
+                .time_to_idle(REMEMBER)
+                .build(),
         })
     }
 
@@ -46,65 +159,62 @@ impl Authenticator {
         format!("Basic realm=\"{}\"", self.realm)
     }
 
-    /// The user named by a valid `Proxy-Authorization` header, or `None` (answer 407)
-    /// after the failure delay for `client`.
+    /// The user named by a valid `Proxy-Authorization` header, or `None` (answer 407).
     pub async fn check(&self, header: Option<&[u8]>, client: IpAddr) -> Option<String> {
-        let user = match header.and_then(basic_credentials) {
-            Some(credentials) => self.verify(credentials).await,
-            None => None,
+        // A request without credentials is the normal first step, not a guess.
+        let header = header?;
+        let credentials = basic_credentials(header).unwrap_or_default();
+        let key: [u8; 32] = Sha256::digest(&credentials).into();
+        if let Some(user) = self.verified.get(&key) {
+            return Some(user);
+        }
+        // Parallel first checks of an address share one state: `get_with` makes it once.
+        let state = self.clients.get_with(client, Default::default);
+        let Some(pending) = Pending::enter(Arc::clone(&state)) else {
+            state.note_failure();
+            return None;
         };
+        // Slowed before the hash, so that guessing costs the guesser time, not us work.
+        tokio::time::sleep(failure_delay(state.recent_failures() + 1)).await;
+        let user = self.verify(credentials).await;
+        drop(pending);
         match &user {
-            Some(_) => {
-                lock(&self.failures).remove(&client);
+            Some(user) => {
+                self.clients.invalidate(&client);
+                self.verified.insert(key, user.clone());
             }
-            None => {
-                // A request without credentials is the normal first step, not a guess.
-                if header.is_some() {
-                    tokio::time::sleep(self.note_failure(client)).await;
-                }
-            }
+            None => state.note_failure(),
         }
         user
     }
 
+    /// Hash `credentials`' password against its user's hash (or the dummy).
     async fn verify(&self, credentials: Vec<u8>) -> Option<String> {
-        let key: [u8; 32] = Sha256::digest(&credentials).into();
-        if let Some((user, at)) = lock(&self.verified).get(&key) {
-            if at.elapsed() < REMEMBER {
-                return Some(user.clone());
-            }
-        }
-        let text = String::from_utf8(credentials).ok()?;
-        let (user, password) = text.split_once(':')?;
-        let hash = self.users.get(user)?.clone();
-        let password = password.to_string();
-        let matched = tokio::task::spawn_blocking(move || password_matches(&password, &hash))
-            .await
-            .unwrap_or(false);
-        if !matched {
-            return None;
-        }
-        let mut verified = lock(&self.verified);
-        if verified.len() >= TABLE_LIMIT {
-            verified.clear();
-        }
-        verified.insert(key, (user.to_string(), Instant::now()));
-        Some(user.to_string())
+        let text = String::from_utf8(credentials).unwrap_or_default();
+        let (user, password) = text.split_once(':').unwrap_or(("", &text));
+        let known = self.users.get(user);
+        let hash = known.unwrap_or(&self.dummy).clone();
+        let matched = self.hash(password.to_string(), hash).await;
+        (matched && known.is_some()).then(|| user.to_string())
     }
 
-    /// Count a failure of `client` and say how long to wait before answering.
-    fn note_failure(&self, client: IpAddr) -> Duration {
-        let mut failures = lock(&self.failures);
-        if failures.len() >= TABLE_LIMIT {
-            failures.retain(|_, (_, last)| last.elapsed() < REMEMBER);
+    /// Run one hash check in a slot; `false` at once when too many wait.
+    async fn hash(&self, password: String, hash: String) -> bool {
+        let waiting = Waiting(Arc::clone(&self.waiting));
+        if waiting.0.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            return false;
         }
-        let entry = failures.entry(client).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= REMEMBER {
-            entry.0 = 0;
-        }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = Instant::now();
-        failure_delay(entry.0)
+        let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else {
+            return false;
+        };
+        drop(waiting);
+        let check_hash = Arc::clone(&self.check_hash);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            check_hash(&password, &hash)
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 
@@ -114,8 +224,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The delay before answering the `n`-th recent failure: nothing for the first (a typo),
-/// then 100 ms doubling up to 3 s.
+/// The delay before checking the `n`-th attempt since the last success: nothing for the
+/// first (or after a typo), then 100 ms doubling up to 3 s.
 fn failure_delay(n: u32) -> Duration {
     if n <= 1 {
         return Duration::ZERO;
@@ -151,9 +261,58 @@ fn password_matches(password: &str, hash: &str) -> bool {
     }
 }
 
+/// A hash no password is known for, costing what `hash` costs to verify: the same
+/// algorithm and parameters, a random salt and output of the same sizes. `None` for a
+/// hash that is neither bcrypt nor argon2.
+fn dummy_like(hash: &str) -> Option<String> {
+    if hash.starts_with("$argon2") {
+        // $argon2id$v=19$m=…,t=…,p=…$SALT$OUTPUT, both unpadded standard base64.
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+        let mut fields = hash.rsplitn(3, '$');
+        let output = b64.decode(fields.next()?).ok()?;
+        let salt = b64.decode(fields.next()?).ok()?;
+        let head = fields.next()?;
+        return Some(format!(
+            "{head}${}${}",
+            b64.encode(random_bytes(salt.len())),
+            b64.encode(random_bytes(output.len()))
+        ));
+    }
+    // $2b$CC$ then 22 characters of salt (16 bytes) and 31 of output (23 bytes).
+    let cost = hash
+        .strip_prefix("$2")?
+        .get(1..)?
+        .strip_prefix('$')?
+        .get(..2)?;
+    let bcrypt64 = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::BCRYPT,
+        base64::engine::general_purpose::NO_PAD,
+    );
+    let salt = bcrypt64.encode(random_bytes(16));
+    let output = bcrypt64.encode(random_bytes(23));
+    Some(format!("$2b${cost}${salt}{output}"))
+}
+
+/// A dummy argon2id hash with the defaults `sluice user add` uses.
+fn default_dummy() -> String {
+    let params = argon2::Params::default();
+    dummy_like(&format!(
+        "$argon2id$v=19$m={},t={},p={}$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost()
+    ))
+    .unwrap_or_default()
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|_| rand::random::<u8>()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn basic_credentials_are_decoded() {
@@ -177,18 +336,193 @@ mod tests {
         assert_eq!(failure_delay(40), MAX_DELAY);
     }
 
+    fn argon2_hash(password: &str) -> String {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).unwrap();
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
     #[test]
     fn bcrypt_and_argon2_hashes_verify() {
         let bcrypt_hash = bcrypt::hash("secret", 4).unwrap();
         assert!(password_matches("secret", &bcrypt_hash));
         assert!(!password_matches("Secret", &bcrypt_hash));
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).unwrap();
-        let argon = argon2::Argon2::default()
-            .hash_password(b"hunter2", &salt)
-            .unwrap()
-            .to_string();
+        let argon = argon2_hash("hunter2");
         assert!(password_matches("hunter2", &argon));
         assert!(!password_matches("hunter3", &argon));
+    }
+
+    /// The dummy must be a hash the verifier accepts as well-formed and runs in full
+    /// with the same parameters; one it rejected early would make unknown users cheap.
+    #[test]
+    fn dummies_have_the_parameters_of_the_hash_they_imitate() {
+        use argon2::password_hash::PasswordHash;
+        let argon = argon2_hash("hunter2");
+        let dummy = dummy_like(&argon).unwrap();
+        let (real, fake) = (
+            PasswordHash::new(&argon).unwrap(),
+            PasswordHash::new(&dummy).unwrap(),
+        );
+        assert_eq!(real.algorithm, fake.algorithm);
+        assert_eq!(real.version, fake.version);
+        assert_eq!(real.params, fake.params);
+        assert_eq!(real.salt.unwrap().len(), fake.salt.unwrap().len());
+        assert_eq!(real.hash.unwrap().len(), fake.hash.unwrap().len());
+        assert_ne!(argon, dummy);
+        let costly = bcrypt::hash("secret", 6)
+            .unwrap()
+            .replacen("$2b$", "$2y$", 1);
+        let dummy = dummy_like(&costly).unwrap();
+        assert!(dummy.starts_with("$2b$06$") && dummy.len() == costly.len());
+        assert_eq!(bcrypt::verify("secret", &dummy).ok(), Some(false));
+        let default = PasswordHash::new(&default_dummy()).unwrap().to_string();
+        assert!(default.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(dummy_like("plain text"), None);
+    }
+
+    /// Counts hashes running at once and the hashes verified. A hash waits while the
+    /// test holds `gate` for writing.
+    #[derive(Default)]
+    struct Probe {
+        running: AtomicUsize,
+        most: AtomicUsize,
+        hashes: Mutex<Vec<String>>,
+        gate: std::sync::RwLock<()>,
+    }
+
+    fn probed(users: &[(&str, &str)], slots: usize) -> (Authenticator, Arc<Probe>) {
+        let probe = Arc::new(Probe::default());
+        let counting = Arc::clone(&probe);
+        let check: HashCheck = Arc::new(move |password: &str, hash: &str| {
+            let _open = counting.gate.read();
+            let now = counting.running.fetch_add(1, Ordering::SeqCst) + 1;
+            counting.most.fetch_max(now, Ordering::SeqCst);
+            lock(&counting.hashes).push(hash.to_string());
+            std::thread::sleep(Duration::from_millis(5));
+            counting.running.fetch_sub(1, Ordering::SeqCst);
+            password == "right"
+        });
+        let settings = AuthSettings {
+            users_file: Some(PathBuf::from("users")),
+            users: users
+                .iter()
+                .map(|(u, h)| (u.to_string(), h.to_string()))
+                .collect(),
+            realm: "test".into(),
+        };
+        (Authenticator::with(&settings, slots, check).unwrap(), probe)
+    }
+
+    fn basic(credentials: &str) -> Vec<u8> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        format!("Basic {encoded}").into_bytes()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_wrong_passwords_never_run_more_hashes_than_the_slots() {
+        let argon = argon2_hash("unused");
+        let (auth, probe) = probed(&[("alice", &argon)], 2);
+        let auth = Arc::new(auth);
+        // Many addresses (each within its own pending bound), all at once.
+        let checks: Vec<_> = (0..64u8)
+            .map(|i| {
+                let auth = Arc::clone(&auth);
+                tokio::spawn(async move {
+                    let client = IpAddr::from([127, 0, 1, i]);
+                    auth.check(Some(&basic("alice:wrong")), client).await
+                })
+            })
+            .collect();
+        for check in checks {
+            assert_eq!(check.await.unwrap(), None);
+        }
+        assert_eq!(lock(&probe.hashes).len(), 64, "every check was hashed");
+        let most = probe.most.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} hashes at once, two slots");
+        // A right password is still accepted, and then remembered (no second hash).
+        let client = IpAddr::from([127, 0, 2, 1]);
+        let right = basic("alice:right");
+        assert_eq!(
+            auth.check(Some(&right), client).await.as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            auth.check(Some(&right), client).await.as_deref(),
+            Some("alice")
+        );
+        assert_eq!(lock(&probe.hashes).len(), 65);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_address_gets_a_bounded_number_of_checks_in_progress() {
+        let argon = argon2_hash("unused");
+        let (auth, probe) = probed(&[("alice", &argon)], 1);
+        let auth = Arc::new(auth);
+        let client = IpAddr::from([127, 0, 0, 2]);
+        // No hash ends until every guess has been answered or is in progress.
+        let gate = probe.gate.write();
+        let checks: Vec<_> = (0..40)
+            .map(|_| {
+                let auth = Arc::clone(&auth);
+                tokio::spawn(async move { auth.check(Some(&basic("alice:wrong")), client).await })
+            })
+            .collect();
+        let refused = 40 - MAX_PENDING_PER_CLIENT;
+        let state = || auth.clients.get(&client).unwrap();
+        for _ in 0..1000 {
+            if auth.clients.get(&client).is_some() && state().recent_failures() >= refused {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(state().recent_failures(), refused, "refused at once");
+        drop(gate);
+        for check in checks {
+            assert_eq!(check.await.unwrap(), None);
+        }
+        assert_eq!(lock(&probe.hashes).len(), MAX_PENDING_PER_CLIENT as usize);
+        // Every refusal, hashed or not, counts towards the address's delay.
+        assert_eq!(state().recent_failures(), 40);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_hashed_like_a_known_one() {
+        let argon = argon2_hash("unused");
+        let (auth, probe) = probed(&[("alice", &argon)], 1);
+        let client = IpAddr::from([127, 0, 0, 3]);
+        // The probe accepts "right" for any hash: an unknown user still gets in never.
+        for credentials in ["mallory:right", "alice:wrong", "no colon", ":"] {
+            assert_eq!(auth.check(Some(&basic(credentials)), client).await, None);
+        }
+        auth.clients.invalidate(&client);
+        assert_eq!(auth.check(Some(b"Basic !!"), client).await, None);
+        let hashes = lock(&probe.hashes).clone();
+        assert_eq!(hashes.len(), 5, "one hash per attempt, known user or not");
+        let params = |h: &str| h.rsplitn(3, '$').nth(2).unwrap().to_string();
+        assert!(hashes.iter().all(|h| params(h) == params(&argon)));
+        assert_eq!(hashes[1], argon);
+        assert_eq!(hashes[0], auth.dummy);
+    }
+
+    #[tokio::test]
+    async fn failures_slow_the_next_check_before_its_hash() {
+        let argon = argon2_hash("unused");
+        let (auth, probe) = probed(&[("alice", &argon)], 1);
+        let client = IpAddr::from([127, 0, 0, 4]);
+        let wrong = basic("alice:wrong");
+        assert_eq!(auth.check(Some(&wrong), client).await, None);
+        assert_eq!(auth.check(Some(&wrong), client).await, None);
+        // A third guess waits 200 ms before its hash runs: a timer of 50 ms, set first,
+        // always fires before the end of that delay, however slow the machine.
+        let check = auth.check(Some(&wrong), client);
+        tokio::pin!(check);
+        let poll = tokio::time::timeout(Duration::from_millis(50), &mut check).await;
+        assert!(poll.is_err(), "still in its delay");
+        assert_eq!(lock(&probe.hashes).len(), 2, "not hashed during the delay");
+        assert_eq!(check.await, None);
+        assert_eq!(lock(&probe.hashes).len(), 3);
     }
 }

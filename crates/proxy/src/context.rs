@@ -157,7 +157,8 @@ impl Proxy {
             plain: PlainClient::new(dialer.clone()),
             auth: Authenticator::new(&config.settings.auth),
             scanner: Scanner::new(&config.settings.anti_virus),
-            spooler: Spooler::new(config.settings.anti_virus.max_scan_size),
+            spooler: Spooler::new(config.settings.anti_virus.max_scan_size)
+                .with_total(config.settings.anti_virus.max_spool_total),
             draining: shared.draining.subscribe(),
             dialer,
             config,

@@ -71,6 +71,9 @@ pub async fn exchange(
     let upgrading = upgrade::is_websocket(&request) || upgrade::is_extended_connect(&request);
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
     forward::prepare_request(&mut request, upgrading);
+    if passed.scan {
+        inspection::request_whole_entity(request.headers_mut());
+    }
     // ICAP sends the request head along with the response it scans; copy it only then.
     let head = passed.scan.then(|| head_of(&request));
     let mut request = request.map(boxed);

@@ -3,17 +3,24 @@
 //! (with `scan_uploads`), HTTP rules on the response's content type, Anti-Virus on the
 //! response body. A scanned body is held in a spool until the engine's verdict: not a
 //! byte of it reaches the other side before.
+//!
+//! What is scanned is what the client would get: a scanned request asks for the whole
+//! entity (no `Range`), and an encoded body is decoded for the engine while the client
+//! gets it as it came.
 
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
-use http::{request, HeaderMap, Request, Response, StatusCode};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, IF_RANGE, RANGE, USER_AGENT};
+use http::{request, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use sluice_inspect::{AvVerdict, BlockCause, ScanOutcome, SpoolError, SpoolReader, SpooledBody};
+use sluice_inspect::decode::{self, DecodeError};
+use sluice_inspect::{
+    AvVerdict, BlockCause, ScanError, ScanOutcome, SpoolError, SpoolReader, SpooledBody,
+};
 use sluice_policy::{HttpAction, HttpFacts};
 
 use crate::block_page::BlockReason;
@@ -178,6 +185,13 @@ pub fn check_request(proxy: &Proxy, info: &RequestInfo) -> Result<Passed, Blocke
     }
 }
 
+/// Ask for the whole entity when its body is to be scanned: with `Range` a client could
+/// fetch a file past the engine in pieces, none of which is the threat.
+pub fn request_whole_entity(headers: &mut HeaderMap) {
+    headers.remove(RANGE);
+    headers.remove(IF_RANGE);
+}
+
 /// What a passed body carries into the log.
 #[derive(Debug, Default)]
 pub struct ScanNote {
@@ -192,25 +206,26 @@ pub async fn scan_upload(
     request: Request<ProxyBody>,
     rule: &str,
 ) -> Result<(Request<ProxyBody>, ScanNote), Blocked> {
-    let (parts, body) = request.into_parts();
-    let held = match hold(proxy, body).await {
-        Ok(held) => held,
-        Err(e) => {
-            return Err(Blocked::by_scan(
-                BlockCause::ScanFailed(sluice_inspect::ScanError::Spool(e)),
-                rule,
-            ))
-        }
-    };
+    let (mut parts, body) = request.into_parts();
+    let held = hold(proxy, body)
+        .await
+        .map_err(|e| Blocked::by_scan(BlockCause::ScanFailed(ScanError::Spool(e)), rule))?;
     let (body, note) = match held {
         Held::Whole(spooled) => {
-            let scanning: Pin<Box<dyn std::future::Future<Output = ScanOutcome> + Send + '_>> =
-                Box::pin(proxy.scanner.scan_request(&parts, &spooled));
-            let outcome = scanning.await;
+            let outcome = match decoded(proxy, &mut parts.headers, &spooled).await {
+                Ok((scanned, encoding)) => {
+                    let scanning: Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                        Box::pin(proxy.scanner.scan_request(&parts, &scanned));
+                    let outcome = scanning.await;
+                    restore(&mut parts.headers, encoding);
+                    outcome
+                }
+                Err(outcome) => outcome,
+            };
             let note = judge(proxy, outcome, rule)?;
             (boxed(spooled.reader()), note)
         }
-        Held::Oversize(rest) => (rest, judge(proxy, ScanOutcome::Oversize, rule)?),
+        Held::Unspooled { rest, outcome } => (rest, judge(proxy, outcome, rule)?),
     };
     Ok((Request::from_parts(parts, body), note))
 }
@@ -252,25 +267,73 @@ pub async fn check_response(
         }
     };
     let (mut parts, body) = response.into_parts();
-    let held = hold(proxy, body).await.map_err(|e| {
-        Blocked::by_scan(
-            BlockCause::ScanFailed(sluice_inspect::ScanError::Spool(e)),
-            &passed.rule,
-        )
-    })?;
+    let held = hold(proxy, body)
+        .await
+        .map_err(|e| Blocked::by_scan(BlockCause::ScanFailed(ScanError::Spool(e)), &passed.rule))?;
     let (body, note) = match held {
         Held::Whole(spooled) => {
-            let scanning: Pin<Box<dyn std::future::Future<Output = ScanOutcome> + Send + '_>> =
-                Box::pin(proxy.scanner.scan_response(request, &parts, &spooled));
-            let outcome = scanning.await;
+            let outcome = match decoded(proxy, &mut parts.headers, &spooled).await {
+                Ok((scanned, encoding)) => {
+                    let scanning: Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                        Box::pin(proxy.scanner.scan_response(request, &parts, &scanned));
+                    let outcome = scanning.await;
+                    restore(&mut parts.headers, encoding);
+                    outcome
+                }
+                Err(outcome) => outcome,
+            };
             let note = judge(proxy, outcome, &passed.rule)?;
             // The length is known now: say so rather than chunk it.
             parts.headers.insert(CONTENT_LENGTH, spooled.len().into());
             (boxed(spooled.reader()), note)
         }
-        Held::Oversize(rest) => (rest, judge(proxy, ScanOutcome::Oversize, &passed.rule)?),
+        Held::Unspooled { rest, outcome } => (rest, judge(proxy, outcome, &passed.rule)?),
     };
     Ok((Response::from_parts(parts, body), note, passed.rule))
+}
+
+/// What the engine is to scan of `spooled`: the body itself, or, when `headers` say it
+/// is encoded, the body decoded, with `Content-Encoding` taken out of `headers` (the
+/// engine gets the message as decoded; [`restore`] puts the header back). A body that
+/// cannot be decoded, or decodes to more than `max_scan_size`, is an outcome at once.
+async fn decoded(
+    proxy: &Proxy,
+    headers: &mut HeaderMap,
+    spooled: &SpooledBody,
+) -> Result<(SpooledBody, Vec<HeaderValue>), ScanOutcome> {
+    let codings = decode::codings(
+        headers
+            .get_all(CONTENT_ENCODING)
+            .iter()
+            .map(|v| v.as_bytes()),
+    )
+    .map_err(decode_failed)?;
+    if codings.is_empty() {
+        return Ok((spooled.clone(), Vec::new()));
+    }
+    let body = decode::decode(spooled, &codings, &proxy.spooler)
+        .await
+        .map_err(decode_failed)?;
+    let encoding = headers.get_all(CONTENT_ENCODING).iter().cloned().collect();
+    headers.remove(CONTENT_ENCODING);
+    Ok((body, encoding))
+}
+
+fn decode_failed(e: DecodeError) -> ScanOutcome {
+    match e {
+        DecodeError::TooLarge(_) => ScanOutcome::Oversize,
+        DecodeError::Full(SpoolError::Full { total, .. }) => {
+            ScanOutcome::Failed(ScanError::SpoolFull { total })
+        }
+        e => ScanOutcome::Failed(ScanError::Encoding(e.to_string())),
+    }
+}
+
+/// Put back the `Content-Encoding` values [`decoded`] took out.
+fn restore(headers: &mut HeaderMap, encoding: Vec<HeaderValue>) {
+    for value in encoding {
+        headers.append(CONTENT_ENCODING, value);
+    }
 }
 
 fn judge(proxy: &Proxy, outcome: ScanOutcome, rule: &str) -> Result<ScanNote, Blocked> {
@@ -286,12 +349,16 @@ fn judge(proxy: &Proxy, outcome: ScanOutcome, rule: &str) -> Result<ScanNote, Bl
 enum Held {
     /// The whole body, within `max_scan_size`.
     Whole(SpooledBody),
-    /// Over `max_scan_size`: what was held, then the rest, to pass on unscanned if the
+    /// Over `max_scan_size` (outcome `Oversize`), or more than the spool has room for
+    /// (an engine failure): what was held, then the rest, to pass on unscanned if the
     /// policy allows.
-    Oversize(ProxyBody),
+    Unspooled {
+        rest: ProxyBody,
+        outcome: ScanOutcome,
+    },
 }
 
-/// Spool a body up to `max_scan_size`.
+/// Spool a body up to `max_scan_size`, within `max_spool_total`.
 async fn hold(proxy: &Proxy, mut body: ProxyBody) -> std::io::Result<Held> {
     let mut writer = proxy.spooler.writer();
     while let Some(frame) = body.frame().await {
@@ -300,19 +367,25 @@ async fn hold(proxy: &Proxy, mut body: ProxyBody) -> std::io::Result<Held> {
             // Trailers of a scanned body are not relayed.
             continue;
         };
-        match writer.push(data).await {
-            Ok(()) => {}
-            Err(SpoolError::TooLarge { rejected, .. }) => {
-                let held = writer.finish().await?;
-                let rest = Chain {
-                    held: Some(held.reader()),
-                    rejected: Some(rejected),
-                    rest: body,
-                };
-                return Ok(Held::Oversize(boxed(rest)));
-            }
+        let (rejected, outcome) = match writer.push(data).await {
+            Ok(()) => continue,
+            Err(SpoolError::TooLarge { rejected, .. }) => (rejected, ScanOutcome::Oversize),
+            Err(SpoolError::Full { rejected, total }) => (
+                rejected,
+                ScanOutcome::Failed(ScanError::SpoolFull { total }),
+            ),
             Err(SpoolError::Io(e)) => return Err(e),
-        }
+        };
+        let held = writer.finish().await?;
+        let rest = Chain {
+            held: Some(held.reader()),
+            rejected: Some(rejected),
+            rest: body,
+        };
+        return Ok(Held::Unspooled {
+            rest: boxed(rest),
+            outcome,
+        });
     }
     Ok(Held::Whole(writer.finish().await?))
 }
