@@ -51,15 +51,23 @@ impl Config {
         display_name: &str,
         base_dir: &Path,
     ) -> Result<Config, Vec<ConfigError>> {
-        let raw: RawConfig = toml::from_str(text)
+        let mut raw: RawConfig = toml::from_str(text)
             .map_err(|e| vec![ConfigError::from_toml(display_name, text, &e)])?;
         let mut diag = Diagnostics::new(display_name, text);
         let proxy_protocol = raw.proxy.proxy_protocol.unwrap_or(false);
+        let proxy_protocol_from = compile::proxy_protocol_from(
+            raw.proxy.proxy_protocol_from.take(),
+            proxy_protocol,
+            &mut diag,
+        );
         let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
+        let (admin_listen, admin_token) = compile::admin(raw.admin, base_dir, &mut diag);
         let settings = Settings {
             listen,
             proxy_protocol,
-            admin_listen: compile::admin(raw.admin, &mut diag),
+            proxy_protocol_from,
+            admin_listen,
+            admin_token,
             auth: compile::auth(raw.auth, base_dir, &mut diag),
             connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),
