@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sluice_inspect::{Scanner, Spooler};
@@ -47,6 +48,8 @@ pub struct Shared {
     /// a reload does not change it).
     pub(crate) connection_slots: Arc<Semaphore>,
     pub(crate) max_connections: usize,
+    /// Set once, when SIGTERM starts the drain: `/readyz` then answers 503.
+    draining: AtomicBool,
 }
 
 impl Shared {
@@ -56,7 +59,17 @@ impl Shared {
             metrics: Arc::new(Metrics::default()),
             connection_slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the proxy has stopped accepting and is draining its connections.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 }
 

@@ -32,6 +32,7 @@ pub async fn serve(
         accept_loops.spawn(accept_loop(current.clone(), shared.clone(), listener));
     }
     shutdown.await;
+    shared.start_draining();
     accept_loops.shutdown().await;
     drain(&shared).await;
 }
