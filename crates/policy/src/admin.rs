@@ -43,8 +43,10 @@ impl fmt::Debug for AdminToken {
 pub struct AdminRequest<'a> {
     /// The request path, without the query.
     pub path: &'a str,
-    /// Every `Host` header value, and the authority of an absolute-form target.
+    /// Every `Host` header value.
     pub hosts: &'a [&'a [u8]],
+    /// The authority of an absolute-form target (`GET http://host:port/path`).
+    pub target_authority: Option<&'a [u8]>,
     /// The `Origin` header, when there is one.
     pub origin: Option<&'a [u8]>,
     /// The `Authorization` header, when there is one.
@@ -58,7 +60,8 @@ pub struct AdminRequest<'a> {
 pub enum AdminAccess {
     /// Serve the request.
     Allowed,
-    /// 403: no `Host`, several, or one naming another host (DNS rebinding).
+    /// 403: no `Host`, several, or one (or the target's authority) naming another host
+    /// (DNS rebinding).
     ForeignHost,
     /// 403: an `Origin` of another site (a cross-site request from a browser).
     ForeignOrigin,
@@ -96,7 +99,8 @@ pub fn admin_access(request: &AdminRequest<'_>, token: Option<&AdminToken>) -> A
     let [host] = request.hosts else {
         return AdminAccess::ForeignHost;
     };
-    if !names_endpoint(host, None, request.local) {
+    let mut names = std::iter::once(*host).chain(request.target_authority);
+    if !names.all(|name| names_endpoint(name, None, request.local)) {
         return AdminAccess::ForeignHost;
     }
     if let Some(origin) = request.origin {
@@ -194,6 +198,7 @@ mod tests {
         AdminRequest {
             path,
             hosts,
+            target_authority: None,
             origin,
             authorization,
             local: LOCAL.parse().unwrap(),
@@ -236,6 +241,23 @@ mod tests {
         let two: [&[u8]; 2] = [b"127.0.0.1:3129", b"evil.example"];
         let two = request("/healthz", &two, None, None);
         assert_eq!(admin_access(&two, None), AdminAccess::ForeignHost);
+    }
+
+    #[test]
+    fn an_absolute_form_target_must_name_the_endpoint_too() {
+        let hosts: [&[u8]; 1] = [b"127.0.0.1:3129"];
+        let absolute = |authority: &'static [u8]| AdminRequest {
+            target_authority: Some(authority),
+            ..request("/metrics", &hosts, None, None)
+        };
+        assert_eq!(
+            admin_access(&absolute(b"localhost:3129"), None),
+            AdminAccess::Allowed
+        );
+        assert_eq!(
+            admin_access(&absolute(b"evil.example:3129"), None),
+            AdminAccess::ForeignHost
+        );
     }
 
     #[test]

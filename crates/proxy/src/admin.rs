@@ -140,21 +140,19 @@ async fn route(
     }
 }
 
-/// The facts of [`admin_access`] from the request: every `Host` given (header values and
-/// an absolute-form target's authority), `Origin` and `Authorization`.
+/// The facts of [`admin_access`] from the request: its `Host` headers, an absolute-form
+/// target's authority, `Origin` and `Authorization`.
 fn check_access(proxy: &Proxy, local: SocketAddr, request: &Request<Incoming>) -> AdminAccess {
     let headers = request.headers();
-    let mut hosts: Vec<&[u8]> = headers
+    let hosts: Vec<&[u8]> = headers
         .get_all(header::HOST)
         .iter()
         .map(|v| v.as_bytes())
         .collect();
-    if let Some(authority) = request.uri().authority() {
-        hosts.push(authority.as_str().as_bytes());
-    }
     let facts = AdminRequest {
         path: request.uri().path(),
         hosts: &hosts,
+        target_authority: request.uri().authority().map(|a| a.as_str().as_bytes()),
         origin: headers.get(header::ORIGIN).map(|v| v.as_bytes()),
         authorization: headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
         local,
