@@ -473,9 +473,9 @@ fn websocket_relays_keep_their_max_connections_slot() {
         let _ = tokio::time::timeout(Duration::from_secs(10), first.next()).await;
         drop(first);
     });
-    // A relay that ends gives its slot back (bounded: 100 x 50 ms).
+    // A relay that ends gives its slot back (bounded: 200 x 50 ms).
     let mut refused = true;
-    for _ in 0..100 {
+    for _ in 0..200 {
         let fifth = curl(&[
             "-x",
             &sluice.proxy_url(),
