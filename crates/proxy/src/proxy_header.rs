@@ -27,19 +27,8 @@ pub enum ProxyHeader {
 const V1_MAX: usize = 107;
 
 pub fn parse_proxy_header(buf: &[u8]) -> ProxyHeader {
-    // A v1 header is one line: until its CRLF has arrived it is incomplete, whatever a
-    // parse of the partial line says (`ppp` refuses some, such as a line cut after the
-    // source port), so a header split across reads is never refused.
-    if buf.starts_with(b"PROXY ")
-        && !buf[..buf.len().min(V1_MAX)]
-            .windows(2)
-            .any(|w| w == b"\r\n")
-    {
-        return if buf.len() >= V1_MAX {
-            ProxyHeader::Invalid
-        } else {
-            ProxyHeader::Incomplete
-        };
+    if buf.starts_with(b"PROXY ") {
+        return parse_v1(buf);
     }
     let result = HeaderResult::parse(buf);
     if result.is_incomplete() {
@@ -50,18 +39,6 @@ pub fn parse_proxy_header(buf: &[u8]) -> ProxyHeader {
         };
     }
     match result {
-        HeaderResult::V1(Ok(header)) => ProxyHeader::Complete {
-            client: match header.addresses {
-                v1::Addresses::Tcp4(a) => {
-                    Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
-                }
-                v1::Addresses::Tcp6(a) => {
-                    Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
-                }
-                v1::Addresses::Unknown => None,
-            },
-            len: header.header.len(),
-        },
         HeaderResult::V2(Ok(header)) => ProxyHeader::Complete {
             client: match (header.command, header.addresses) {
                 (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
@@ -75,6 +52,44 @@ pub fn parse_proxy_header(buf: &[u8]) -> ProxyHeader {
             len: header.header.len(),
         },
         _ => ProxyHeader::Invalid,
+    }
+}
+
+/// A v1 header is one line, ended by its CRLF: until that has arrived the header is
+/// incomplete, whatever a parse of the partial line says (`ppp` refuses some, such as a
+/// line cut after the source port), so a header split across reads is never refused.
+/// The line is then parsed alone, and its length is the header's: `ppp` reports a
+/// shorter one for an UNKNOWN line with text after `UNKNOWN` (which the protocol says to
+/// ignore), and a TCP line must be exactly what `ppp` parsed.
+fn parse_v1(buf: &[u8]) -> ProxyHeader {
+    let window = &buf[..buf.len().min(V1_MAX)];
+    let Some(end) = window.windows(2).position(|w| w == b"\r\n") else {
+        return if buf.len() >= V1_MAX {
+            ProxyHeader::Invalid
+        } else {
+            ProxyHeader::Incomplete
+        };
+    };
+    let line = &buf[..end + 2];
+    let HeaderResult::V1(Ok(header)) = HeaderResult::parse(line) else {
+        return ProxyHeader::Invalid;
+    };
+    let client = match header.addresses {
+        v1::Addresses::Tcp4(a) => SocketAddr::new(IpAddr::V4(a.source_address), a.source_port),
+        v1::Addresses::Tcp6(a) => SocketAddr::new(IpAddr::V6(a.source_address), a.source_port),
+        v1::Addresses::Unknown => {
+            return ProxyHeader::Complete {
+                client: None,
+                len: line.len(),
+            }
+        }
+    };
+    if header.header.len() != line.len() {
+        return ProxyHeader::Invalid;
+    }
+    ProxyHeader::Complete {
+        client: Some(client),
+        len: line.len(),
     }
 }
 
@@ -185,6 +200,23 @@ mod tests {
         }
         let endless = [b"PROXY TCP4 ".as_slice(), &[b'1'; 200]].concat();
         assert_eq!(parse_proxy_header(&endless), ProxyHeader::Invalid);
+    }
+
+    #[test]
+    fn an_unknown_line_ends_at_its_crlf() {
+        // Found by the fuzz target: ppp stopped this header after 17 bytes.
+        let unknown = b"PROXY UNKNOWN \n\rff A\r\n\0\r\nQPU";
+        assert_eq!(
+            parse_proxy_header(unknown),
+            ProxyHeader::Complete {
+                client: None,
+                len: 22
+            }
+        );
+        assert_eq!(
+            parse_proxy_header(b"PROXY TCP4 10.9.9.9 127.0.0.1 1 3128 more\r\n"),
+            ProxyHeader::Invalid
+        );
     }
 
     #[test]
