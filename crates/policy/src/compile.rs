@@ -6,12 +6,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::action::{CertErrorPolicy, SslAction};
+use crate::admin::AdminToken;
 use crate::diagnostics::{ConfigError, Diagnostics};
-use crate::net::port_number;
-use crate::raw::{RawAdmin, RawAuth, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls};
+use crate::net::{parse_net, port_number};
+use crate::raw::{
+    RawAdmin, RawAuth, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls, SpannedList,
+};
 use crate::settings::{
     AuthSettings, BlockPageSettings, BlockTemplate, HostMismatch, LeafKey, Limits, LogSettings,
     LogTarget, NonTls, SniMismatch, SyslogTarget, SyslogTransport, TlsSettings,
@@ -21,6 +25,7 @@ use crate::settings::{
 const DEFAULT_LISTEN: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 3128);
 const DEFAULT_CONNECT_PORT: u16 = 443;
 const DEFAULT_ADMIN_PORT: u16 = 3129;
+const DEFAULT_PROXY_PROTOCOL_FROM: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 const DEFAULT_CA_CERT: &str = "sluice-data/ca.pem";
 const DEFAULT_CA_KEY: &str = "sluice-data/ca-key.pem";
 const DEFAULT_CERT_CACHE_SIZE: u64 = 10_000;
@@ -114,25 +119,87 @@ fn users(text: &str, path: &Path, diag: &mut Diagnostics<'_>) -> Vec<(String, St
     users
 }
 
-/// `admin.listen`: `""` disables the admin endpoint.
-pub(crate) fn admin(raw: RawAdmin, diag: &mut Diagnostics<'_>) -> Option<SocketAddr> {
+/// `[admin]`: the listening address (`""` disables the endpoint) and the token, read
+/// now. An endpoint other machines can reach must have a token: it reloads the
+/// configuration and tells which names go uninspected.
+pub(crate) fn admin(
+    raw: RawAdmin,
+    base_dir: &Path,
+    diag: &mut Diagnostics<'_>,
+) -> (Option<SocketAddr>, Option<AdminToken>) {
+    let token = raw
+        .token_file
+        .filter(|v| !v.get_ref().trim().is_empty())
+        .and_then(|value| admin_token(&value, base_dir, diag));
     let Some(value) = raw.listen else {
-        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_ADMIN_PORT)));
+        let default = SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_ADMIN_PORT));
+        return (Some(default), token);
     };
     let text = value.get_ref().trim();
     if text.is_empty() {
-        return None;
+        return (None, token);
     }
-    match text.parse() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            diag.at(
-                value.span(),
-                format!("admin.listen: invalid address `{text}`, expected IP:PORT like \"127.0.0.1:3129\", or \"\" to disable"),
-            );
-            None
-        }
+    let Ok(addr) = text.parse::<SocketAddr>() else {
+        diag.at(
+            value.span(),
+            format!("admin.listen: invalid address `{text}`, expected IP:PORT like \"127.0.0.1:3129\", or \"\" to disable"),
+        );
+        return (None, token);
+    };
+    if !addr.ip().to_canonical().is_loopback() && token.is_none() {
+        diag.at(
+            value.span(),
+            format!("admin.listen: {addr} is not a loopback address; set admin.token_file to require a bearer token"),
+        );
     }
+    (Some(addr), token)
+}
+
+/// `admin.token_file`: the token is the file's content without its trailing line end.
+fn admin_token(
+    value: &Spanned<String>,
+    base_dir: &Path,
+    diag: &mut Diagnostics<'_>,
+) -> Option<AdminToken> {
+    let path = path(value, base_dir, "admin.token_file", diag)?;
+    let problem = match std::fs::read_to_string(&path) {
+        Ok(text) => match AdminToken::from_file_content(&text) {
+            Some(token) => return Some(token),
+            None => "the token must be one line of visible ASCII characters".to_string(),
+        },
+        Err(e) => format!("cannot read {}: {e}", path.display()),
+    };
+    diag.at(value.span(), format!("admin.token_file: {problem}"));
+    None
+}
+
+/// `proxy.proxy_protocol_from`: address ranges; with `proxy.proxy_protocol`, an empty
+/// list would close every connection, so it is an error.
+pub(crate) fn proxy_protocol_from(
+    raw: Option<SpannedList<String>>,
+    proxy_protocol: bool,
+    diag: &mut Diagnostics<'_>,
+) -> Vec<IpNet> {
+    let Some(list) = raw else {
+        return DEFAULT_PROXY_PROTOCOL_FROM
+            .iter()
+            .filter_map(|net| net.parse().ok())
+            .collect();
+    };
+    if proxy_protocol && list.get_ref().is_empty() {
+        diag.at(
+            list.span(),
+            "proxy.proxy_protocol_from: empty, so every connection would be closed; list the load balancers' addresses",
+        );
+    }
+    list.get_ref()
+        .iter()
+        .filter_map(|entry| {
+            parse_net(entry.get_ref())
+                .map_err(|e| diag.at(entry.span(), format!("proxy.proxy_protocol_from: {e}")))
+                .ok()
+        })
+        .collect()
 }
 
 /// `proxy.listen` and `proxy.connect_ports`.

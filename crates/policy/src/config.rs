@@ -52,18 +52,26 @@ impl Config {
         display_name: &str,
         base_dir: &Path,
     ) -> Result<Config, Vec<ConfigError>> {
-        let (raw, shape_errors) = recover::deserialize_all::<RawConfig>(text, display_name)?;
+        let (mut raw, shape_errors) =
+            recover::deserialize_all::<RawConfig>(text, display_name)?;
         let mut diag = Diagnostics::new(display_name, text);
         diag.extend(shape_errors);
-        let mut raw = raw;
         let proxy_protocol = raw.proxy.proxy_protocol.unwrap_or(false);
         let hosts_file = compile::hosts_file(raw.proxy.hosts_file.take(), base_dir, &mut diag);
+        let proxy_protocol_from = compile::proxy_protocol_from(
+            raw.proxy.proxy_protocol_from.take(),
+            proxy_protocol,
+            &mut diag,
+        );
         let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
+        let (admin_listen, admin_token) = compile::admin(raw.admin, base_dir, &mut diag);
         let settings = Settings {
             listen,
             proxy_protocol,
             hosts_file,
-            admin_listen: compile::admin(raw.admin, &mut diag),
+            proxy_protocol_from,
+            admin_listen,
+            admin_token,
             auth: compile::auth(raw.auth, base_dir, &mut diag),
             connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),

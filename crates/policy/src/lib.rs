@@ -15,6 +15,9 @@
 //!   stages; [`Policy::explain`] runs both for `sluice explain`.
 //! - [`Policy::decide_http_request`] and [`Policy::decide_http_response`] apply the HTTP
 //!   rules; [`Policy::phishing`] is the [`PhishingList`] a request URL is checked against.
+//! - [`admin_access`] decides whether the admin endpoint serves a request (`Host`,
+//!   `Origin`, bearer token); [`Settings::may_send_proxy_header`] whether a peer's PROXY
+//!   header is believed.
 //! - [`DomainSet`] holds domain patterns (`example.com`, `*.example.com`, `.example.com`)
 //!   and answers a lookup with one hash probe per label, so a category of a million
 //!   entries matches in well under a microsecond.
@@ -35,6 +38,7 @@
 //!   binary (`MiB`) units, case-insensitive, always bytes.
 
 mod action;
+mod admin;
 mod anti_virus;
 mod categories;
 mod compile;
@@ -55,6 +59,7 @@ mod settings;
 mod size;
 
 pub use action::{CertErrorPolicy, HttpAction, SslAction, Stage};
+pub use admin::{admin_access, AdminAccess, AdminRequest, AdminToken};
 pub use config::Config;
 pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};

@@ -50,6 +50,7 @@ pub(crate) struct RawAuth {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawAdmin {
     pub listen: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -59,6 +60,7 @@ pub(crate) struct RawProxy {
     pub connect_ports: Option<Vec<Spanned<i64>>>,
     pub proxy_protocol: Option<bool>,
     pub hosts_file: Option<Spanned<String>>,
+    pub proxy_protocol_from: Option<SpannedList<String>>,
 }
 
 #[derive(Deserialize, Default)]

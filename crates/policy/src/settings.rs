@@ -1,12 +1,14 @@
 //! Plain values for the data path: everything in the configuration that is not a rule.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::action::{CertErrorPolicy, SslAction};
+use crate::admin::AdminToken;
 
 /// Validated settings, paths already resolved against the configuration's folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,10 +23,16 @@ pub struct Settings {
     /// `proxy.hosts_file`: the hosts file names are looked up in before DNS (default
     /// `/etc/hosts`).
     pub hosts_file: PathBuf,
+    /// `proxy.proxy_protocol_from`: the peers whose PROXY header is believed; a
+    /// connection from any other peer is closed (see [`Settings::may_send_proxy_header`]).
+    pub proxy_protocol_from: Vec<IpNet>,
     /// `[auth]`.
     pub auth: AuthSettings,
     /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).
     pub admin_listen: Option<SocketAddr>,
+    /// `admin.token_file`, read at load time: the bearer token every admin route but
+    /// `/healthz`, `/readyz`, `/ca.pem` and `/ca.der` requires; `None`: no token.
+    pub admin_token: Option<AdminToken>,
     /// `[tls]`.
     pub tls: TlsSettings,
     /// `[anti_virus]`.
@@ -35,6 +43,19 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[limits]`.
     pub limits: Limits,
+}
+
+impl Settings {
+    /// Whether a connection from `peer` may open with a PROXY header (with
+    /// `proxy.proxy_protocol`). Anyone else who could send one would choose the client
+    /// address that `clients` rules and the logs see. IPv4-mapped IPv6 peers (dual-stack
+    /// sockets) are compared as the IPv4 address they carry.
+    pub fn may_send_proxy_header(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.proxy_protocol_from
+            .iter()
+            .any(|net| net.contains(&peer))
+    }
 }
 
 /// `[tls]`.

@@ -681,3 +681,102 @@ on_cert_error = \"sometimes\"
     assert!(e[1].contains("unknown variant `explode`"), "{e:#?}");
     assert!(e[5].contains("unknown variant `sometimes`"), "{e:#?}");
 }
+
+// Issue 13, finding 11: a PROXY header is believed only from the listed peers.
+#[test]
+fn proxy_protocol_from_defaults_to_loopback_and_takes_ranges() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let default = load("[proxy]\nproxy_protocol = true\n").settings;
+    assert!(default.may_send_proxy_header(ip("127.0.0.1")));
+    assert!(default.may_send_proxy_header(ip("127.9.9.9")));
+    assert!(default.may_send_proxy_header(ip("::1")));
+    assert!(!default.may_send_proxy_header(ip("10.0.0.1")));
+    assert!(!default.may_send_proxy_header(ip("::2")));
+    let listed = load(
+        "[proxy]\nproxy_protocol = true\nproxy_protocol_from = [\"10.1.0.0/16\", \"2001:db8::7\"]\n",
+    )
+    .settings;
+    assert!(listed.may_send_proxy_header(ip("10.1.200.3")));
+    assert!(
+        listed.may_send_proxy_header(ip("::ffff:10.1.0.9")),
+        "a dual-stack peer is its IPv4 address"
+    );
+    assert!(listed.may_send_proxy_header(ip("2001:db8::7")));
+    assert!(
+        !listed.may_send_proxy_header(ip("127.0.0.1")),
+        "loopback no longer listed"
+    );
+    assert!(!listed.may_send_proxy_header(ip("10.2.0.1")));
+    assert!(!listed.may_send_proxy_header(ip("2001:db8::8")));
+}
+
+#[test]
+fn bad_proxy_protocol_from_entries_are_reported_with_their_line() {
+    let e = errors("[proxy]\nproxy_protocol = true\nproxy_protocol_from = [\n  \"10.0.0.0/8\",\n  \"lb.example\",\n]\n");
+    assert_eq!(
+        e,
+        ["sluice.toml:5: proxy.proxy_protocol_from: invalid address or CIDR `lb.example`"]
+    );
+    let e = errors("[proxy]\nproxy_protocol = true\nproxy_protocol_from = []\n");
+    assert!(
+        e[0].starts_with("sluice.toml:3: proxy.proxy_protocol_from: empty"),
+        "{e:?}"
+    );
+    // Without the PROXY protocol an empty list closes nothing.
+    load("[proxy]\nproxy_protocol_from = []\n");
+}
+
+// Issue 13, finding 12: an admin endpoint reachable from other machines needs a token.
+#[test]
+fn a_non_loopback_admin_endpoint_needs_a_token_file() {
+    for listen in ["0.0.0.0:3129", "10.0.0.1:3129", "[::]:3129"] {
+        let e = errors(&format!("[proxy]\n\n[admin]\nlisten = \"{listen}\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "sluice.toml:4: admin.listen: {} is not a loopback address; set admin.token_file",
+                listen.parse::<SocketAddr>().unwrap()
+            )),
+            "{e:?}"
+        );
+    }
+    for loopback in ["127.0.0.2:3129", "[::1]:3129", "[::ffff:127.0.0.1]:3129"] {
+        load(&format!("[admin]\nlisten = \"{loopback}\"\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "s3cret\n").unwrap();
+    let with_token = Config::from_str(
+        "[admin]\nlisten = \"0.0.0.0:3129\"\ntoken_file = \"admin.token\"\n",
+        "sluice.toml",
+        dir.path(),
+    )
+    .unwrap();
+    assert!(
+        with_token.settings.admin_token.is_some(),
+        "the token is read"
+    );
+    assert!(
+        !format!("{:?}", with_token.settings).contains("s3cret"),
+        "the token never shows in a debug print"
+    );
+}
+
+#[test]
+fn unreadable_or_empty_token_files_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.token"), "\n").unwrap();
+    let e = errors_in("[admin]\ntoken_file = \"missing.token\"\n", dir.path());
+    assert!(
+        e[0].starts_with("sluice.toml:2: admin.token_file: cannot read"),
+        "{e:?}"
+    );
+    let e = errors_in("[admin]\ntoken_file = \"empty.token\"\n", dir.path());
+    assert_eq!(
+        e,
+        ["sluice.toml:2: admin.token_file: the token must be one line of visible ASCII characters"]
+    );
+    assert_eq!(
+        load("[admin]\ntoken_file = \"\"\n").settings.admin_token,
+        None
+    );
+}

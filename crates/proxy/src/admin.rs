@@ -1,12 +1,17 @@
 //! The admin endpoint (SPEC §8), on its own listener (`admin.listen`, loopback by
 //! default): the CA for clients to install, health, the explanation of a decision, and
 //! the learned-bypass table. Plain HTTP/1.1; admin connections do not count against
-//! `max_connections`.
+//! `max_connections`. Every request must name the endpoint in its `Host` and carry no
+//! foreign `Origin` (against DNS rebinding and cross-site requests from a browser), and
+//! with `admin.token_file` most routes need the bearer token: see
+//! [`sluice_policy::admin_access`]. The endpoint keeps answering while the proxy drains,
+//! with `/readyz` saying 503.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -14,17 +19,22 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
-use sluice_policy::{ConnectStep, Explanation, SslDecision, SslFacts};
+use sluice_policy::{
+    admin_access, AdminAccess, AdminRequest, ConnectStep, Explanation, SslDecision, SslFacts,
+};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
-use crate::context::Proxy;
+use crate::context::{Proxy, Shared};
 use crate::forward::{full, ProxyBody};
 use crate::server::CurrentProxy;
 
 /// Time an admin client has to send a request head.
-const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed accept (EMFILE and friends), instead of spinning on it.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Applies a new configuration (`POST /reload`, SIGHUP): the binary knows where it is.
 pub trait Reload: Send + Sync {
@@ -37,9 +47,12 @@ pub trait Reload: Send + Sync {
 pub struct Admin {
     pub current: CurrentProxy,
     pub reloader: Arc<dyn Reload>,
+    /// Whether the proxy is draining, for `/readyz`.
+    pub shared: Arc<Shared>,
 }
 
-/// Serve admin requests until `shutdown` completes.
+/// Serve admin requests until `shutdown` completes (after the proxy's drain, so that
+/// `/readyz` and `/metrics` answer during it).
 pub async fn serve_admin(
     admin: Arc<Admin>,
     listener: TcpListener,
@@ -47,14 +60,24 @@ pub async fn serve_admin(
 ) {
     let accept = async {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            // The address the client reached: for a wildcard listener, the concrete one
+            // its `Host` must name.
+            let Ok(local) = stream.local_addr() else {
                 continue;
             };
             let admin = admin.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
                     let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(route(&admin, request).await) }
+                    async move { Ok::<_, Infallible>(route(&admin, peer, local, request).await) }
                 });
                 // A silent or slow admin client is dropped rather than held forever.
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -71,9 +94,19 @@ pub async fn serve_admin(
     }
 }
 
-async fn route(admin: &Admin, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn route(
+    admin: &Admin,
+    peer: SocketAddr,
+    local: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     let path = request.uri().path();
     let proxy = admin.current.load_full();
+    let access = check_access(&proxy, local, &request);
+    if access != AdminAccess::Allowed {
+        tracing::warn!(%peer, path, reason = access.reason(), "admin request refused");
+        return refusal(access);
+    }
     match (request.method(), path) {
         (&Method::GET, "/ca.pem") => body(
             StatusCode::OK,
@@ -86,6 +119,7 @@ async fn route(admin: &Admin, request: Request<Incoming>) -> Response<ProxyBody>
             proxy.ca_der.clone(),
         ),
         (&Method::GET, "/healthz") => body(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/readyz") => readiness(&admin.shared),
         (&Method::GET, "/metrics") => metrics(&proxy).await,
         (&Method::GET, "/explain") => explain(&proxy, request.uri().query().unwrap_or("")),
         (&Method::GET, "/bypass") => list_bypass(&proxy),
@@ -95,13 +129,57 @@ async fn route(admin: &Admin, request: Request<Incoming>) -> Response<ProxyBody>
         (&Method::POST, "/reload") => reload(admin).await,
         (
             _,
-            "/ca.pem" | "/ca.der" | "/healthz" | "/metrics" | "/explain" | "/bypass" | "/reload",
+            "/ca.pem" | "/ca.der" | "/healthz" | "/readyz" | "/metrics" | "/explain" | "/bypass"
+            | "/reload",
         ) => body(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
         ),
         _ => body(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// The facts of [`admin_access`] from the request: its `Host` headers, an absolute-form
+/// target's authority, `Origin` and `Authorization`.
+fn check_access(proxy: &Proxy, local: SocketAddr, request: &Request<Incoming>) -> AdminAccess {
+    let headers = request.headers();
+    let hosts: Vec<&[u8]> = headers
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let facts = AdminRequest {
+        path: request.uri().path(),
+        hosts: &hosts,
+        target_authority: request.uri().authority().map(|a| a.as_str().as_bytes()),
+        origin: headers.get(header::ORIGIN).map(|v| v.as_bytes()),
+        authorization: headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        local,
+    };
+    admin_access(&facts, proxy.config.settings.admin_token.as_ref())
+}
+
+/// 403 or 401 (with its `WWW-Authenticate` challenge).
+fn refusal(access: AdminAccess) -> Response<ProxyBody> {
+    let status = StatusCode::from_u16(access.status()).unwrap_or(StatusCode::FORBIDDEN);
+    let mut response = body(status, "text/plain", format!("{}\n", access.reason()));
+    if access == AdminAccess::TokenRequired {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"sluice admin\""),
+        );
+    }
+    response
+}
+
+/// `GET /readyz`: 200 while accepting, 503 from the moment a drain starts (a load
+/// balancer then stops sending new connections).
+fn readiness(shared: &Shared) -> Response<ProxyBody> {
+    if shared.is_draining() {
+        body(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+    } else {
+        body(StatusCode::OK, "text/plain", "ready\n")
     }
 }
 
@@ -156,9 +234,9 @@ async fn reload(admin: &Admin) -> Response<ProxyBody> {
 /// `GET /explain?host=H&sni=S&client=IP&port=N`: `sluice explain` as JSON.
 fn explain(proxy: &Proxy, query: &str) -> Response<ProxyBody> {
     let param = |name: &str| {
-        form_urlencoded_pairs(query)
+        form_urlencoded::parse(query.as_bytes())
             .find(|(key, _)| key == name)
-            .map(|(_, value)| value)
+            .map(|(_, value)| value.into_owned())
     };
     let Some(host) = param("host") else {
         return json_body(
@@ -256,7 +334,9 @@ fn list_bypass(proxy: &Proxy) -> Response<ProxyBody> {
 
 /// `DELETE /bypass/<sni>`: 204, or 404 when the name is not bypassed.
 fn delete_bypass(proxy: &Proxy, sni: &str) -> Response<ProxyBody> {
-    let sni = percent_decode(sni);
+    let sni = percent_encoding::percent_decode_str(sni)
+        .decode_utf8_lossy()
+        .into_owned();
     let name = sluice_policy::normalize_domain(&sni).unwrap_or(sni);
     if proxy.bypass.remove(&name) {
         body(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
@@ -266,58 +346,5 @@ fn delete_bypass(proxy: &Proxy, sni: &str) -> Response<ProxyBody> {
             "text/plain",
             "no learned bypass for that name\n",
         )
-    }
-}
-
-/// `key=value` pairs of a query string, percent-decoded (`+` is a space).
-fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                percent_decode(&key.replace('+', " ")),
-                percent_decode(&value.replace('+', " ")),
-            )
-        })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_pairs_are_percent_decoded() {
-        let pairs: Vec<_> =
-            form_urlencoded_pairs("host=www.bank.example&sni=b%C3%BCcher.example&x=a+b&bad=%zz")
-                .collect();
-        assert_eq!(pairs[0], ("host".into(), "www.bank.example".into()));
-        assert_eq!(pairs[1], ("sni".into(), "bücher.example".into()));
-        assert_eq!(pairs[2], ("x".into(), "a b".into()));
-        assert_eq!(pairs[3], ("bad".into(), "%zz".into()));
     }
 }

@@ -24,7 +24,14 @@ pub async fn handle_client(proxy: Arc<Proxy>, mut client: TcpStream, peer: Socke
     // A client must send its first head within this time: slow or silent clients are
     // dropped rather than holding a connection slot.
     let deadline = Instant::now() + proxy.config.settings.limits.client_hello_timeout;
-    let (peer, mut buffered) = if proxy.config.settings.proxy_protocol {
+    let settings = &proxy.config.settings;
+    let (peer, mut buffered) = if settings.proxy_protocol {
+        if !settings.may_send_proxy_header(peer.ip()) {
+            // Not read at all: whatever it sends, this peer cannot choose the client
+            // address that rules and logs see.
+            tracing::warn!(%peer, "closed: not in proxy.proxy_protocol_from");
+            return;
+        }
         match read_proxy_header(&mut client, deadline).await {
             Some((client_addr, rest)) => (client_addr.unwrap_or(peer), rest),
             None => {

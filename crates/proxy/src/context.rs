@@ -47,8 +47,9 @@ pub struct Shared {
     /// a reload does not change it).
     pub(crate) connection_slots: Arc<Semaphore>,
     pub(crate) max_connections: usize,
-    /// Turns true when the drain starts (SIGTERM): served HTTP connections then close
-    /// once idle. Set by `server::serve`; every configuration generation watches it.
+    /// Turns true when the drain starts (SIGTERM): `/readyz` answers 503 and served HTTP
+    /// connections close once idle. Set by `server::serve`; every configuration
+    /// generation watches it.
     pub(crate) draining: watch::Sender<bool>,
 }
 
@@ -61,6 +62,15 @@ impl Shared {
             max_connections,
             draining: watch::Sender::new(false),
         })
+    }
+
+    /// Whether the proxy has stopped accepting and is draining its connections.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.send_replace(true);
     }
 }
 

@@ -29,7 +29,7 @@ mod local_addrs;
 mod metrics;
 mod pipe;
 mod plain;
-mod proxy_header;
+pub mod proxy_header;
 mod read_ahead;
 mod relay;
 mod replies;

@@ -208,9 +208,9 @@ impl Metrics {
     }
 
     /// Held by each proxy client connection while it is open.
-    pub fn connection_opened(&self) -> ActiveConnection<'_> {
+    pub fn connection_opened(&self) -> ActiveConnection {
         self.active.inc();
-        ActiveConnection(&self.active)
+        ActiveConnection(self.active.clone())
     }
 
     /// The Prometheus text exposition, with the certificate cache's current figures.
@@ -259,9 +259,9 @@ fn to_prometheus_text(openmetrics: &str) -> String {
 }
 
 /// Decrements `sluice_active_connections` when dropped.
-pub struct ActiveConnection<'a>(&'a Gauge);
+pub struct ActiveConnection(Gauge);
 
-impl Drop for ActiveConnection<'_> {
+impl Drop for ActiveConnection {
     fn drop(&mut self) {
         self.0.dec();
     }

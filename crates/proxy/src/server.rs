@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
 use crate::connection::handle_client;
 use crate::context::{Proxy, Shared};
+use crate::metrics::ActiveConnection;
 use crate::replies::send_error;
 
 /// How long running connections may take to finish once sluice is stopping.
@@ -18,6 +20,30 @@ const DRAIN: Duration = Duration::from_secs(30);
 
 /// The configuration generation new connections start in; a reload swaps it.
 pub type CurrentProxy = Arc<ArcSwap<Proxy>>;
+
+/// One accepted proxy client connection's place under `limits.max_connections` and its
+/// count in `sluice_active_connections`. The accept loop makes it and the connection's
+/// task holds it; so does a relay upgraded from one of its requests (WebSocket after
+/// `101`), which outlives the HTTP/1.1 connection it came from (SPEC §9). Freed when the
+/// last holder drops it, which is what the drain waits for.
+pub(crate) struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+    _active: ActiveConnection,
+}
+
+tokio::task_local! {
+    /// The slot of the connection whose task this is (set for each connection's task).
+    static SLOT: Arc<ConnectionSlot>;
+}
+
+impl ConnectionSlot {
+    /// The slot of the connection being served by the calling task. `None` outside one,
+    /// as in HTTP/2 streams (hyper runs each in its own task): their connection's task,
+    /// which holds the slot, carries their bytes and lives as long as they do.
+    pub(crate) fn current() -> Option<Arc<ConnectionSlot>> {
+        SLOT.try_with(Arc::clone).ok()
+    }
+}
 
 /// Accept on every listener until `shutdown` completes; then stop accepting (the
 /// listening sockets close) and let running connections finish for up to 30 s.
@@ -32,8 +58,8 @@ pub async fn serve(
         accept_loops.spawn(accept_loop(current.clone(), shared.clone(), listener));
     }
     shutdown.await;
+    shared.start_draining();
     accept_loops.shutdown().await;
-    shared.draining.send_replace(true);
     drain(&shared).await;
 }
 
@@ -71,12 +97,11 @@ async fn accept_loop(current: CurrentProxy, shared: Arc<Shared>, listener: TcpLi
         match shared.connection_slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let proxy = current.load_full();
-                let metrics = shared.metrics.clone();
-                tokio::spawn(async move {
-                    let _active = metrics.connection_opened();
-                    handle_client(proxy, stream, peer).await;
-                    drop(permit);
+                let slot = Arc::new(ConnectionSlot {
+                    _permit: permit,
+                    _active: shared.metrics.connection_opened(),
                 });
+                tokio::spawn(SLOT.scope(slot, handle_client(proxy, stream, peer)));
             }
             Err(_) => {
                 tracing::warn!(%peer, "max_connections reached; refusing a connection");

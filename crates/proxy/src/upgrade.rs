@@ -11,6 +11,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::relay::relay_streams;
+use crate::server::ConnectionSlot;
 
 /// An HTTP/1.1 `GET` asking to switch to the WebSocket protocol.
 pub fn is_websocket<B>(request: &Request<B>) -> bool {
@@ -33,7 +34,9 @@ pub fn is_extended_connect<B>(request: &Request<B>) -> bool {
 }
 
 /// When the server switched protocols, relay the two upgraded connections in the
-/// background until either side closes or both are idle for `idle_timeout`.
+/// background until either side closes or both are idle for `idle_timeout`. The relay
+/// keeps the client connection's slot until it ends: it stays counted against
+/// `max_connections` and in `sluice_active_connections`, and the drain waits for it.
 pub fn relay_if_switched<B>(client: OnUpgrade, response: &mut Response<B>, idle_timeout: Duration) {
     let accepted = response.status() == StatusCode::SWITCHING_PROTOCOLS
         || (response.version() == Version::HTTP_2 && response.status().is_success());
@@ -41,7 +44,9 @@ pub fn relay_if_switched<B>(client: OnUpgrade, response: &mut Response<B>, idle_
         return;
     }
     let server = hyper::upgrade::on(response);
+    let slot = ConnectionSlot::current();
     tokio::spawn(async move {
+        let _slot = slot;
         match tokio::join!(client, server) {
             (Ok(client), Ok(server)) => {
                 let outcome =

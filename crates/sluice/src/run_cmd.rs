@@ -22,6 +22,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     init_diagnostics(&config.settings.log.level);
+    raise_fd_limit(config.settings.limits.max_connections);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,15 +92,21 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
+    // The admin endpoint outlives the drain (`/readyz` says 503 during it).
+    let (drained, admin_stop) = tokio::sync::oneshot::channel::<()>();
     if let (Some(listener), Some(addr)) = (admin_listener, admin_bound) {
         eprintln!(
-            "sluice: admin endpoint on http://{addr}/ (ca.pem, ca.der, healthz, metrics, reload, explain, bypass)"
+            "sluice: admin endpoint on http://{addr}/ (ca.pem, ca.der, healthz, readyz, metrics, reload, explain, bypass)"
         );
         let admin = Arc::new(Admin {
             current: current.clone(),
             reloader: reloader.clone(),
+            shared: shared.clone(),
         });
-        tokio::spawn(serve_admin(admin, listener, stopping()));
+        let stop = async {
+            let _ = admin_stop.await;
+        };
+        tokio::spawn(serve_admin(admin, listener, stop));
     }
     // Signal handlers are in place before sluice says it listens: a signal sent
     // right after must not meet the default action (which ends the process).
@@ -112,9 +119,30 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
         let _ = stop.send(true);
     });
     sluice_proxy::serve(current, shared, listeners, stopping()).await;
+    let _ = drained.send(());
     log.flush(std::time::Duration::from_secs(5));
     eprintln!("sluice: stopped");
     Ok(())
+}
+
+/// Raise the soft limit on open files to the hard limit: each connection needs at least
+/// two descriptors (client and server), and the usual soft limit of 1024 is far below
+/// the default `max_connections`. Warn when the limit stays below `max_connections`.
+fn raise_fd_limit(max_connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    if usize::try_from(limit).is_ok_and(|limit| limit < max_connections) {
+        eprintln!(
+            "sluice: warning: the open-file limit is {limit} (hard limit {hard}), below limits.max_connections = {max_connections}; connections will fail with EMFILE before the limit is reached (raise it with ulimit -n or LimitNOFILE=)"
+        );
+    }
 }
 
 fn open_log(target: &LogTarget) -> anyhow::Result<AccessLog> {
