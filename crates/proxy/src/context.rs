@@ -77,9 +77,11 @@ pub struct Proxy {
     pub(crate) upstream_tls: UpstreamConfigs,
     /// `tls.trusted_server_certs`: server leaves treated as valid.
     pub(crate) trusted_server_certs: HashSet<[u8; 32]>,
-    /// Session resumption for clients, shared by every minted certificate.
-    pub(crate) client_tickets: Arc<dyn rustls::server::ProducesTickets>,
-    pub(crate) client_sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// Session resumption for clients of certificates minted by the trusted CA, and
+    /// apart from it for those of the untrusted CA: a session never crosses verdicts
+    /// (SPEC §2.3), so a client cannot resume its way past an `untrusted` warning.
+    pub(crate) trusted_resumption: Resumption,
+    pub(crate) untrusted_resumption: Resumption,
     /// Names learned as not bumpable; shared with later configuration generations.
     pub(crate) bypass: Arc<BypassTable>,
     /// The proxy CA certificate, for the admin endpoint.
@@ -96,6 +98,22 @@ pub struct Proxy {
     /// The anti-virus engine (`[anti_virus]`), and where bodies wait for its verdict.
     pub(crate) scanner: Scanner,
     pub(crate) spooler: Spooler,
+}
+
+/// A ticket key and a session cache for the client leg of bumps.
+pub(crate) struct Resumption {
+    pub(crate) tickets: Arc<dyn rustls::server::ProducesTickets>,
+    pub(crate) sessions: Arc<dyn rustls::server::StoresServerSessions>,
+}
+
+impl Resumption {
+    fn new() -> Result<Self, ProxyError> {
+        Ok(Resumption {
+            tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| ProxyError::Tls(e.to_string()))?,
+            sessions: rustls::server::ServerSessionMemoryCache::new(CLIENT_SESSIONS),
+        })
+    }
 }
 
 impl Proxy {
@@ -140,9 +158,8 @@ impl Proxy {
             crypto: Arc::new(sluice_tls::crypto::provider()),
             upstream_tls,
             trusted_server_certs: tls.trusted_server_certs.iter().copied().collect(),
-            client_tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
-                .map_err(|e| ProxyError::Tls(e.to_string()))?,
-            client_sessions: rustls::server::ServerSessionMemoryCache::new(CLIENT_SESSIONS),
+            trusted_resumption: Resumption::new()?,
+            untrusted_resumption: Resumption::new()?,
             bypass: shared.bypass.clone(),
             ca_pem,
             ca_der,

@@ -132,11 +132,17 @@ async fn establish(
     }
     let (plan, leaf) = plan(proxy, record, target, &server, policy, handshake);
 
-    let minter: &Minter = match &plan {
+    let untrusted = matches!(
+        plan,
         Plan::Forward {
-            untrusted: true, ..
-        } => &proxy.untrusted_minter,
-        _ => &proxy.minter,
+            untrusted: true,
+            ..
+        }
+    );
+    let minter: &Minter = if untrusted {
+        &proxy.untrusted_minter
+    } else {
+        &proxy.minter
     };
     // Without SNI the client still expects the CONNECT name in the certificate.
     let name = target
@@ -187,7 +193,7 @@ async fn establish(
     let counts = Arc::new(ByteCounts::default());
     let held_len = held.len() as u64;
     let client_io = ReadAhead::with_prefix(held, Counted::new(client, counts.clone()));
-    let config = client_side::config(proxy, certified, selected);
+    let config = client_side::config(proxy, certified, selected, untrusted);
     let timeout = proxy.config.settings.limits.client_hello_timeout;
     let accepting = Instant::now();
     let accepted = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(client_io)).await;
