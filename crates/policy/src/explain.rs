@@ -41,7 +41,8 @@ impl Policy {
         self.explain_learned(connect_facts, sni, false)
     }
 
-    /// [`Policy::explain`] with the learned-bypass table's answer for the SNI, as
+    /// [`Policy::explain`] with the learned-bypass table's answer for the name of stage
+    /// `client_hello` (the SNI, or the CONNECT host without one), as
     /// [`Policy::decide_client_hello_learned`] takes it: the same decision as a
     /// connection would get.
     pub fn explain_learned(
@@ -62,11 +63,11 @@ impl Policy {
         };
         let client_hello = match connect {
             ConnectStep::Tunnel(_) => None,
-            // Only an SNI checked against a CONNECT name consults the table: explain does
-            // not resolve, so an SNI after a CONNECT to an IP counts as unverified.
+            // Only a name checked against a CONNECT name consults the table: explain
+            // does not resolve, so an SNI after a CONNECT to an IP counts as unverified.
             ConnectStep::PeekClientHello => Some(self.decide_client_hello_learned(
                 &hello_facts,
-                learned_bypass && sni.is_some() && connect_facts.dest_name.is_some(),
+                learned_bypass && connect_facts.dest_name.is_some(),
             )),
         };
         let sni_mismatch = match (connect_facts.dest_name, sni) {

@@ -45,10 +45,10 @@ impl Policy {
         self.learn_bypass && proven && !self.phishing().lists_name(&name)
     }
 
-    /// Stage `client_hello` with the learned-bypass table's answer for the SNI:
-    /// `learned_bypass` is whether the table holds the SNI now. The data path passes
-    /// `false` for an unverified SNI (SPEC §1 step 3: the table is not consulted), and
-    /// when there is no SNI.
+    /// Stage `client_hello` with the learned-bypass table's answer: `learned_bypass` is
+    /// whether the table holds `facts.dest_name` (the SNI, or the CONNECT host name
+    /// without one) now. The data path passes `false` for an unverified SNI (SPEC §1
+    /// step 3: the table is not consulted).
     ///
     /// A learned bypass overrides only the default action `bump`: a name an SSL rule
     /// matches is decided by that rule. It then decides `tunnel-sni` with rule

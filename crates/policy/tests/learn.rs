@@ -159,9 +159,9 @@ fn explain_says_learned_bypass_as_a_connection_would_be_decided() {
          stage client_hello (name pinned.example, from the SNI):\n  no rule matches and the SNI is a learned bypass: tunnel-sni\n\
          result: tunnel-sni at stage client_hello, rule learned-bypass"
     );
-    // Without an SNI there is nothing learned to consult.
+    // Without an SNI the name is the CONNECT host's.
     let e = p.explain_learned(&facts("pinned.example"), None, true);
-    assert_eq!(e.client_hello.unwrap().rule, "default");
+    assert_eq!(e.client_hello, Some(learned()));
     // An SNI after a CONNECT to an IP address is unverified: not consulted.
     let ip_only = SslFacts {
         dest_name: None,

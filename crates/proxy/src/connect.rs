@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sluice_policy::{
     normalize_domain, same_domain, ConnectStep, NonTls, SniMismatch, SslAction, SslDecision,
-    SslFacts, Stage, DEFAULT_RULE,
+    SslFacts, Stage,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -157,17 +157,15 @@ async fn run(
         dest_name: hello.sni.as_deref().or(connect_name),
         ..connect_facts
     };
-    let mut decision = proxy.config.policy.decide_client_hello(&hello_facts);
-    if decision.action == SslAction::Bump
-        && decision.rule == DEFAULT_RULE
-        && learned_bypass(proxy, hello.sni.as_deref())
-    {
-        decision = SslDecision {
-            action: SslAction::TunnelSni,
-            rule: LEARNED_BYPASS_RULE.to_string(),
-            cert_errors: None,
-        };
-    }
+    // The learned bypass is consulted only for a name checked against the CONNECT
+    // name: after a CONNECT to an IP literal the SNI is unverified (SPEC §1 step 3)
+    // unless it resolves to that IP, which `sni_unverified` will establish.
+    let sni_verified = connect_name.is_some();
+    let learned = sni_verified && learned_bypass(proxy, hello_facts.dest_name);
+    let decision = proxy
+        .config
+        .policy
+        .decide_client_hello_learned(&hello_facts, learned);
     set_decision(record, Stage::ClientHello, &decision);
     match decision.action {
         SslAction::Tunnel | SslAction::TunnelSni => {
@@ -190,16 +188,11 @@ async fn run(
     }
 }
 
-/// The rule name logged for a learned bypass.
-const LEARNED_BYPASS_RULE: &str = "learned-bypass";
-
-/// A learned bypass overrides only the default action (SPEC §1): a name an SSL rule
-/// matches is decided by that rule.
-fn learned_bypass(proxy: &Proxy, sni: Option<&str>) -> bool {
-    proxy.config.settings.tls.learn_bypass
-        && sni
-            .and_then(normalize_domain)
-            .is_some_and(|sni| proxy.bypass.is_bypassed(&sni))
+/// Whether the table holds the name of stage `client_hello` now (a fact of its
+/// decision).
+fn learned_bypass(proxy: &Proxy, name: Option<&str>) -> bool {
+    name.and_then(normalize_domain)
+        .is_some_and(|name| proxy.bypass.is_bypassed(&name))
 }
 
 fn set_decision(record: &mut Record, stage: Stage, decision: &SslDecision) {

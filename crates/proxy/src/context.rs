@@ -117,6 +117,11 @@ impl Resumption {
 }
 
 impl Proxy {
+    /// Where this generation keeps the learned bypasses (`tls.learn_state`).
+    pub fn learn_state(&self) -> &std::path::Path {
+        &self.config.settings.tls.learn_state
+    }
+
     /// `listeners`: the addresses actually bound, for loop detection. `shared`: what is
     /// kept across configuration generations.
     pub fn new(

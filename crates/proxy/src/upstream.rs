@@ -79,6 +79,13 @@ impl Dialer {
         }
     }
 
+    /// Whether `name` resolves (with the proxy's resolver) to `ip`: the address dialled
+    /// belongs to the name, not to one a client chose with `CONNECT <ip>`.
+    pub async fn resolves_to(&self, name: &str, ip: IpAddr) -> bool {
+        let resolved = Box::pin(self.resolver.lookup(name)).await;
+        resolved.is_ok_and(|ips| ips.contains(&ip))
+    }
+
     async fn resolve_and_connect(
         &self,
         host: &str,

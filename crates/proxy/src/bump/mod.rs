@@ -8,6 +8,7 @@ mod client_side;
 mod h1_link;
 mod h2_settings;
 mod http;
+mod learn;
 mod upstream;
 
 pub(crate) use self::upstream::{CertificateRequestSeen, UpstreamConfigs};
@@ -21,7 +22,7 @@ use std::time::Instant;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use sluice_policy::{normalize_domain, CertErrorPolicy};
+use sluice_policy::CertErrorPolicy;
 use sluice_tls::mint::Minter;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -33,7 +34,6 @@ use self::upstream::{
 };
 use crate::access_log::Record;
 use crate::block_page::BlockReason;
-use crate::bypass::BypassReason;
 use crate::context::Proxy;
 use crate::counting::{ByteCounts, Counted};
 use crate::forward;
@@ -130,7 +130,17 @@ async fn establish(
             }
         }
     }
-    let (plan, leaf) = plan(proxy, record, target, &server, policy, handshake);
+    // Some(whether the chain verified ok) when the server asked for a client certificate.
+    let certificate_requested = match &handshake {
+        Err(failure) => failure.certificate_requested.then_some(false),
+        Ok(verified) => verified
+            .certificate_requested
+            .then_some(verified.outcome.is_ok()),
+    };
+    let (plan, leaf) = plan(proxy, record, &server, policy, handshake);
+    if let Some(chain_ok) = certificate_requested {
+        learn::certificate_requested(proxy, target, chain_ok).await;
+    }
 
     let untrusted = matches!(
         plan,
@@ -209,7 +219,7 @@ async fn establish(
             };
             proxy.metrics.handshake_failure("client", kind);
             if error == client_side::REJECTED {
-                learn(proxy, target, BypassReason::ClientRejectedCertificate);
+                learn::client_rejected(proxy, record, target);
             }
             record.error = Some(error.into());
             record_counts(record, &counts, held_len);
@@ -316,7 +326,6 @@ fn unbox<T>(boxed: Box<T>) -> T {
 fn plan(
     proxy: &Proxy,
     record: &mut Record,
-    target: &BumpTarget<'_>,
     server: &str,
     policy: CertErrorPolicy,
     handshake: Result<Verified, HandshakeFailure>,
@@ -330,7 +339,6 @@ fn plan(
             );
             record.error = Some("upstream_tls_failed".into());
             let detail = if failure.certificate_requested {
-                learn(proxy, target, BypassReason::ClientCertificateRequested);
                 format!("{server} asks for a client certificate, which sluice cannot present.")
             } else {
                 format!("The TLS handshake with {server} failed: {}", failure.detail)
@@ -342,7 +350,6 @@ fn plan(
     };
     record.upstream_cert = Some(upstream::outcome_str(verified.outcome));
     if verified.certificate_requested {
-        learn(proxy, target, BypassReason::ClientCertificateRequested);
         record.error = Some("upstream_tls_failed".into());
         let detail =
             format!("{server} asks for a client certificate, which sluice cannot present.");
@@ -368,28 +375,6 @@ fn plan(
         }
     };
     (plan, verified.leaf)
-}
-
-/// Count a failure towards a learned bypass of the SNI (SPEC §1, learned bypass).
-fn learn(proxy: &Proxy, target: &BumpTarget<'_>, reason: BypassReason) {
-    let tls = &proxy.config.settings.tls;
-    let Some(sni) = target.sni.and_then(normalize_domain) else {
-        return;
-    };
-    if !tls.learn_bypass {
-        return;
-    }
-    if let Some(learned) = proxy
-        .bypass
-        .record_failure(&sni, reason, tls.learn_after, tls.learn_ttl)
-    {
-        tracing::warn!(
-            sni = learned.sni,
-            reason = learned.reason.as_str(),
-            count = learned.count,
-            "learned bypass: this name will be tunneled instead of bumped"
-        );
-    }
 }
 
 fn record_counts(record: &mut Record, counts: &ByteCounts, held: u64) {
