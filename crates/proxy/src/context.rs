@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use crate::access_log::{AccessLog, Recorder};
 use crate::auth::Authenticator;
-use crate::bump::{CertificateRequestSeen, UpstreamConfigs};
+use crate::bump::{CertificateRequestSeen, ChainSeen, UpstreamConfigs};
 use crate::bypass::BypassTable;
 use crate::forward::PlainClient;
 use crate::local_addrs::LocalAddrs;
@@ -143,6 +143,9 @@ impl Proxy {
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
         let mut upstream_tls = (*verifier.client_config(Vec::new())).clone();
         upstream_tls.client_auth_cert_resolver = Arc::new(CertificateRequestSeen);
+        upstream_tls
+            .dangerous()
+            .set_certificate_verifier(Arc::new(ChainSeen(verifier.handshake_verifier())));
         let upstream_tls = UpstreamConfigs::new(&upstream_tls);
         let dialer = Arc::new(Dialer::new(
             Resolver::from_system(),

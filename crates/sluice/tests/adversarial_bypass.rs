@@ -244,6 +244,57 @@ fn a_certificate_request_from_the_snis_own_server_teaches_at_once() {
     assert_eq!(tunneled["action"], "tunnel-sni");
 }
 
+/// An `openssl s_server` child, killed when the test ends.
+struct OpensslServer(std::process::Child);
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TLS 1.2 server demanding a client certificate (`-Verify 1`) fails the handshake
+/// after its chain, unlike a TLS 1.3 one: its chain is still classified, and a valid one
+/// on an address the SNI resolves to teaches at once.
+#[test]
+fn a_tls12_server_that_demands_a_client_certificate_teaches_at_once() {
+    let pki = TestPki::new();
+    let leaf = pki.valid();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &leaf.key_pem).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = OpensslServer(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-tls1_2", "-Verify", "1"])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .args(["-cert", "cert.pem", "-key", "key.pem"])
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sluice = start(&pki, &[port], "", "");
+    let out = via_name(&sluice, port, &sluice.ca_path(), "127.0.0.2");
+    assert_eq!(out.status, 502, "{}", out.stderr);
+    let record = sluice.wait_record("of kind bypass", |r| r["kind"] == "bypass");
+    assert_eq!(record["sni"], "localhost");
+    assert_eq!(record["reason"], "client_certificate_requested");
+    assert_eq!(record["count"], 1);
+}
+
 /// The learned bypasses survive a restart (`tls.learn_state`, written within a second
 /// of the change and at exit).
 #[test]

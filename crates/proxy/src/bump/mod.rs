@@ -11,7 +11,7 @@ mod http;
 mod learn;
 mod upstream;
 
-pub(crate) use self::upstream::{CertificateRequestSeen, UpstreamConfigs};
+pub(crate) use self::upstream::{CertificateRequestSeen, ChainSeen, UpstreamConfigs};
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -132,7 +132,7 @@ async fn establish(
     }
     // Some(whether the chain verified ok) when the server asked for a client certificate.
     let certificate_requested = match &handshake {
-        Err(failure) => failure.certificate_requested.then_some(false),
+        Err(failure) => failure.certificate_requested.then_some(failure.chain_ok),
         Ok(verified) => verified
             .certificate_requested
             .then_some(verified.outcome.is_ok()),
