@@ -23,6 +23,8 @@ pub(super) fn client_rejected(proxy: &Proxy, record: &Record, target: &BumpTarge
         return;
     };
     let learning = Learning::from_settings(&proxy.config.settings.tls);
+    // ::ffff:10.0.0.7 on a dual-stack listener is the same client as 10.0.0.7.
+    let client = client.to_canonical();
     if let Some(learned) = proxy.bypass.record_rejection(&name, client, &learning) {
         log_learned(proxy, &learned);
     }
