@@ -31,6 +31,8 @@ const DEFAULT_CA_KEY: &str = "sluice-data/ca-key.pem";
 const DEFAULT_CERT_CACHE_SIZE: u64 = 10_000;
 const DEFAULT_LEARN_AFTER: u64 = 3;
 const DEFAULT_LEARN_TTL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_LEARN_MAX_NAMES: u64 = 10_000;
+const DEFAULT_LEARN_STATE: &str = "sluice-data/bypass.json";
 const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 const DEFAULT_CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -284,6 +286,19 @@ pub(crate) fn tls(raw: RawTls, base_dir: &Path, diag: &mut Diagnostics<'_>) -> T
         ))
         .unwrap_or(u32::MAX),
         learn_ttl: duration(raw.learn_ttl, DEFAULT_LEARN_TTL, "tls.learn_ttl", diag),
+        learn_max_names: to_usize(positive(
+            raw.learn_max_names,
+            DEFAULT_LEARN_MAX_NAMES,
+            "tls.learn_max_names",
+            diag,
+        )),
+        learn_state: path_or(
+            raw.learn_state,
+            DEFAULT_LEARN_STATE,
+            base_dir,
+            "tls.learn_state",
+            diag,
+        ),
         trusted_server_certs,
         cert_cache_size: positive(
             raw.cert_cache_size,

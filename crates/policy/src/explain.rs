@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::action::Stage;
 use crate::domain::{normalize, same_domain};
+use crate::learn::LEARNED_BYPASS_RULE;
 use crate::policy::{ConnectStep, Policy, SslDecision, SslFacts, DEFAULT_RULE};
 use crate::settings::SniMismatch;
 
@@ -37,6 +38,19 @@ impl Policy {
     /// Run both stages for `sluice explain`. `sni` `None` means the ClientHello carries
     /// no SNI; the CONNECT host is then the name at stage `client_hello`.
     pub fn explain(&self, connect_facts: &SslFacts<'_>, sni: Option<&str>) -> Explanation {
+        self.explain_learned(connect_facts, sni, false)
+    }
+
+    /// [`Policy::explain`] with the learned-bypass table's answer for the name of stage
+    /// `client_hello` (the SNI, or the CONNECT host without one), as
+    /// [`Policy::decide_client_hello_learned`] takes it: the same decision as a
+    /// connection would get.
+    pub fn explain_learned(
+        &self,
+        connect_facts: &SslFacts<'_>,
+        sni: Option<&str>,
+        learned_bypass: bool,
+    ) -> Explanation {
         let connect = self.decide_connect(connect_facts);
         let connect_match = if self.decryption() {
             self.first_match_decision(connect_facts)
@@ -49,7 +63,12 @@ impl Policy {
         };
         let client_hello = match connect {
             ConnectStep::Tunnel(_) => None,
-            ConnectStep::PeekClientHello => Some(self.decide_client_hello(&hello_facts)),
+            // Only a name checked against a CONNECT name consults the table: explain
+            // does not resolve, so an SNI after a CONNECT to an IP counts as unverified.
+            ConnectStep::PeekClientHello => Some(self.decide_client_hello_learned(
+                &hello_facts,
+                learned_bypass && connect_facts.dest_name.is_some(),
+            )),
         };
         let sni_mismatch = match (connect_facts.dest_name, sni) {
             (Some(host), Some(sni)) if !same_domain(host, sni) => Some(self.on_sni_mismatch()),
@@ -85,10 +104,10 @@ impl Explanation {
     }
 }
 
-/// `rule "name"` or `rule default`.
+/// `rule "name"`, or `rule default` / `rule learned-bypass`.
 fn rule(decision: &SslDecision) -> String {
-    if decision.rule == DEFAULT_RULE {
-        DEFAULT_RULE.to_owned()
+    if decision.rule == DEFAULT_RULE || decision.rule == LEARNED_BYPASS_RULE {
+        decision.rule.clone()
     } else {
         format!("{:?}", decision.rule)
     }
@@ -145,6 +164,12 @@ impl fmt::Display for Explanation {
             }
             if decision.rule == DEFAULT_RULE {
                 writeln!(f, "  no rule matches: default action {}", decision.action)?;
+            } else if decision.rule == LEARNED_BYPASS_RULE {
+                writeln!(
+                    f,
+                    "  no rule matches and the SNI is a learned bypass: {}",
+                    decision.action
+                )?;
             } else {
                 write!(f, "  rule {} matches: {}", rule(decision), decision.action)?;
                 if let Some(policy) = decision.cert_errors {

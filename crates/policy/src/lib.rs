@@ -47,6 +47,7 @@ mod config;
 mod diagnostics;
 mod domain;
 mod explain;
+mod learn;
 mod list_file;
 mod net;
 mod phishing;
@@ -64,6 +65,7 @@ pub use config::Config;
 pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};
 pub use explain::Explanation;
+pub use learn::{BypassEvidence, LEARNED_BYPASS_RULE};
 pub use phishing::{PhishingList, PhishingMatch};
 pub use policy::{
     ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts, DEFAULT_RULE,

@@ -130,6 +130,8 @@ pub enum ConnectStep {
 #[derive(Debug)]
 pub struct Policy {
     decryption: bool,
+    /// `tls.learn_bypass`.
+    pub(crate) learn_bypass: bool,
     default_action: SslAction,
     on_sni_mismatch: SniMismatch,
     rules: Vec<SslRule>,
@@ -148,6 +150,7 @@ impl Policy {
     ) -> Self {
         Policy {
             decryption: tls.decryption,
+            learn_bypass: tls.learn_bypass,
             default_action: tls.default_action,
             on_sni_mismatch: tls.on_sni_mismatch,
             rules,

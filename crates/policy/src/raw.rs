@@ -79,6 +79,8 @@ pub(crate) struct RawTls {
     pub learn_bypass: Option<bool>,
     pub learn_after: Option<Spanned<i64>>,
     pub learn_ttl: Option<Spanned<String>>,
+    pub learn_max_names: Option<Spanned<i64>>,
+    pub learn_state: Option<Spanned<String>>,
     pub trusted_server_certs: Option<Vec<Spanned<String>>>,
     pub cert_cache_size: Option<Spanned<i64>>,
 }

@@ -9,12 +9,13 @@ use crate::action::{CertErrorPolicy, HttpAction, SslAction};
 use crate::categories::Categories;
 use crate::conditions::{self, Conditions, Subject};
 use crate::diagnostics::Diagnostics;
+use crate::learn::LEARNED_BYPASS_RULE;
 use crate::policy::DEFAULT_RULE;
 use crate::raw::{RawHttpRule, RawSslRule};
 use crate::recover;
 
 /// Rule names the access log already uses for decisions no rule made.
-const RESERVED_NAMES: [&str; 2] = [DEFAULT_RULE, "learned-bypass"];
+const RESERVED_NAMES: [&str; 2] = [DEFAULT_RULE, LEARNED_BYPASS_RULE];
 
 /// One compiled SSL rule.
 #[derive(Debug)]

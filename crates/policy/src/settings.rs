@@ -85,11 +85,15 @@ pub struct TlsSettings {
     /// Learn which names cannot be bumped (pinning clients, client certificates) and
     /// tunnel them for `learn_ttl`.
     pub learn_bypass: bool,
-    /// Client rejections of the replacement certificate, within ten minutes, that make
-    /// a name bypassed (at least 1).
+    /// Distinct client addresses that rejected the replacement certificate within ten
+    /// minutes and so make a name bypassed (at least 1).
     pub learn_after: u32,
     /// How long a learned bypass lasts.
     pub learn_ttl: Duration,
+    /// Names counted or learned at most (at least 1); the least recently seen go first.
+    pub learn_max_names: usize,
+    /// Where the learned bypasses are kept across restarts.
+    pub learn_state: PathBuf,
     /// SHA-256 fingerprints of server leaf certificates treated as valid. Each one
     /// disables verification for that certificate: keep the list short and reviewed.
     pub trusted_server_certs: Vec<[u8; 32]>,

@@ -63,12 +63,17 @@ fn the_embedded_default_is_the_empty_file_relative_to_the_current_directory() {
     let config = Config::embedded_default();
     assert_eq!(config.settings.tls.ca_cert, Path::new("sluice-data/ca.pem"));
     assert_eq!(
+        config.settings.tls.learn_state,
+        Path::new("sluice-data/bypass.json")
+    );
+    assert_eq!(
         config.settings.tls.ca_key,
         Path::new("sluice-data/ca-key.pem")
     );
     let mut from_empty = load("").settings;
     from_empty.tls.ca_cert = config.settings.tls.ca_cert.clone();
     from_empty.tls.ca_key = config.settings.tls.ca_key.clone();
+    from_empty.tls.learn_state = config.settings.tls.learn_state.clone();
     assert_eq!(config.settings, from_empty);
 }
 
@@ -120,6 +125,7 @@ max_header_bytes = 65536
         let mut expected = load("").settings;
         expected.tls.ca_cert = dir.path().join("sluice-data/ca.pem");
         expected.tls.ca_key = dir.path().join("sluice-data/ca-key.pem");
+        expected.tls.learn_state = dir.path().join("sluice-data/bypass.json");
         expected
     });
 }
@@ -778,5 +784,22 @@ fn unreadable_or_empty_token_files_are_errors() {
     assert_eq!(
         load("[admin]\ntoken_file = \"\"\n").settings.admin_token,
         None
+    );
+}
+
+#[test]
+fn the_learned_bypass_table_is_bounded_and_kept_in_a_file() {
+    let s = load("").settings;
+    assert_eq!(s.tls.learn_max_names, 10_000);
+    assert_eq!(s.tls.learn_state, Path::new("conf/sluice-data/bypass.json"));
+    let s = load("[tls]\nlearn_max_names = 5\nlearn_state = \"state/b.json\"\n").settings;
+    assert_eq!(s.tls.learn_max_names, 5);
+    assert_eq!(s.tls.learn_state, Path::new("conf/state/b.json"));
+    assert_eq!(
+        errors("[tls]\nlearn_max_names = 0\nlearn_state = \"\"\n"),
+        [
+            "sluice.toml:2: tls.learn_max_names: must be at least 1, got 0",
+            "sluice.toml:3: tls.learn_state: empty path",
+        ]
     );
 }

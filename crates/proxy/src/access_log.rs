@@ -70,10 +70,18 @@ pub struct Record {
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `kind = "bypass"`: why the name was learned, from how many client addresses
+    /// (1 for a CertificateRequest), and until when (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 impl Record {
-    /// A record of `kind` ("connect" or "http") stamped with the current time.
+    /// A record of `kind` ("connect", "http" or "bypass") stamped with the current time.
     pub fn new(kind: &'static str) -> Self {
         Record {
             ts: now_rfc3339(),

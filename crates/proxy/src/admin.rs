@@ -22,10 +22,9 @@ use serde_json::json;
 use sluice_policy::{
     admin_access, AdminAccess, AdminRequest, ConnectStep, Explanation, SslDecision, SslFacts,
 };
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
+use crate::bypass::rfc3339;
 use crate::context::{Proxy, Shared};
 use crate::forward::{full, ProxyBody};
 use crate::server::CurrentProxy;
@@ -278,7 +277,14 @@ fn explain(proxy: &Proxy, query: &str) -> Response<ProxyBody> {
         port,
     };
     let sni = param("sni");
-    let explanation = proxy.config.policy.explain(&facts, sni.as_deref());
+    let name = sni.as_deref().or(facts.dest_name);
+    let learned = name
+        .and_then(sluice_policy::normalize_domain)
+        .is_some_and(|name| proxy.bypass.is_bypassed(&name));
+    let explanation = proxy
+        .config
+        .policy
+        .explain_learned(&facts, sni.as_deref(), learned);
     json_body(
         StatusCode::OK,
         &explanation_json(&explanation, &host, sni.as_deref()),
@@ -318,14 +324,11 @@ fn list_bypass(proxy: &Proxy) -> Response<ProxyBody> {
         .list()
         .into_iter()
         .map(|entry| {
-            let expires = OffsetDateTime::from(entry.expires)
-                .format(&Rfc3339)
-                .unwrap_or_default();
             json!({
                 "sni": entry.sni,
                 "reason": entry.reason.as_str(),
                 "count": entry.count,
-                "expires": expires,
+                "expires": rfc3339(entry.expires),
             })
         })
         .collect();

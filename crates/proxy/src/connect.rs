@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sluice_policy::{
     normalize_domain, same_domain, ConnectStep, NonTls, SniMismatch, SslAction, SslDecision,
-    SslFacts, Stage, DEFAULT_RULE,
+    SslFacts, Stage,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -164,28 +164,19 @@ async fn run(
         dest_name: hello.sni.as_deref().or(connect_name),
         ..connect_facts
     };
-    // An SNI given for a CONNECT to an address is only believed if it resolves to it.
+    // An SNI given for a CONNECT to an address is only believed if it resolves to it;
+    // an unverified one never earns a tunnel, learned or by a rule on the name.
     let sni_verified = match (hello.sni.as_deref(), connect_ip) {
         (Some(sni), Some(ip)) => proxy.dialer.resolves_to(sni, ip).await,
         _ => true,
     };
     let policy = &proxy.config.policy;
-    let mut decision = if sni_verified {
-        policy.decide_client_hello(&hello_facts)
+    let decision = if sni_verified {
+        let learned = learned_bypass(proxy, hello_facts.dest_name);
+        policy.decide_client_hello_learned(&hello_facts, learned)
     } else {
         policy.decide_client_hello_unverified(&hello_facts)
     };
-    if sni_verified
-        && decision.action == SslAction::Bump
-        && decision.rule == DEFAULT_RULE
-        && learned_bypass(proxy, hello.sni.as_deref())
-    {
-        decision = SslDecision {
-            action: SslAction::TunnelSni,
-            rule: LEARNED_BYPASS_RULE.to_string(),
-            cert_errors: None,
-        };
-    }
     set_decision(record, Stage::ClientHello, &decision);
     match decision.action {
         SslAction::Tunnel | SslAction::TunnelSni => {
@@ -200,6 +191,7 @@ async fn run(
                 port,
                 dest_ip,
                 sni: hello.sni.as_deref(),
+                sni_unverified: !sni_verified,
                 client_alpn: &hello.alpn,
                 cert_errors: decision.cert_errors,
             };
@@ -213,16 +205,11 @@ async fn run(
     }
 }
 
-/// The rule name logged for a learned bypass.
-const LEARNED_BYPASS_RULE: &str = "learned-bypass";
-
-/// A learned bypass overrides only the default action (SPEC §1): a name an SSL rule
-/// matches is decided by that rule.
-fn learned_bypass(proxy: &Proxy, sni: Option<&str>) -> bool {
-    proxy.config.settings.tls.learn_bypass
-        && sni
-            .and_then(normalize_domain)
-            .is_some_and(|sni| proxy.bypass.is_bypassed(&sni))
+/// Whether the table holds the name of stage `client_hello` now (a fact of its
+/// decision).
+fn learned_bypass(proxy: &Proxy, name: Option<&str>) -> bool {
+    name.and_then(normalize_domain)
+        .is_some_and(|name| proxy.bypass.is_bypassed(&name))
 }
 
 fn set_decision(record: &mut Record, stage: Stage, decision: &SslDecision) {

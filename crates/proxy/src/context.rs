@@ -15,7 +15,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::access_log::{AccessLog, Recorder};
 use crate::auth::Authenticator;
-use crate::bump::{CertificateRequestSeen, UpstreamConfigs};
+use crate::bump::{CertificateRequestSeen, ChainSeen, UpstreamConfigs};
 use crate::bypass::BypassTable;
 use crate::forward::PlainClient;
 use crate::local_addrs::LocalAddrs;
@@ -91,9 +91,11 @@ pub struct Proxy {
     pub(crate) upstream_tls: UpstreamConfigs,
     /// `tls.trusted_server_certs`: server leaves treated as valid.
     pub(crate) trusted_server_certs: HashSet<[u8; 32]>,
-    /// Session resumption for clients, shared by every minted certificate.
-    pub(crate) client_tickets: Arc<dyn rustls::server::ProducesTickets>,
-    pub(crate) client_sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// Session resumption for clients of certificates minted by the trusted CA, and
+    /// apart from it for those of the untrusted CA: a session never crosses verdicts
+    /// (SPEC §2.3), so a client cannot resume its way past an `untrusted` warning.
+    pub(crate) trusted_resumption: Resumption,
+    pub(crate) untrusted_resumption: Resumption,
     /// Names learned as not bumpable; shared with later configuration generations.
     pub(crate) bypass: Arc<BypassTable>,
     /// The proxy CA certificate, for the admin endpoint.
@@ -114,7 +116,28 @@ pub struct Proxy {
     pub(crate) draining: watch::Receiver<bool>,
 }
 
+/// A ticket key and a session cache for the client leg of bumps.
+pub(crate) struct Resumption {
+    pub(crate) tickets: Arc<dyn rustls::server::ProducesTickets>,
+    pub(crate) sessions: Arc<dyn rustls::server::StoresServerSessions>,
+}
+
+impl Resumption {
+    fn new() -> Result<Self, ProxyError> {
+        Ok(Resumption {
+            tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| ProxyError::Tls(e.to_string()))?,
+            sessions: rustls::server::ServerSessionMemoryCache::new(CLIENT_SESSIONS),
+        })
+    }
+}
+
 impl Proxy {
+    /// Where this generation keeps the learned bypasses (`tls.learn_state`).
+    pub fn learn_state(&self) -> &std::path::Path {
+        &self.config.settings.tls.learn_state
+    }
+
     /// `listeners`: the addresses actually bound, for loop detection. `shared`: what is
     /// kept across configuration generations.
     pub fn new(
@@ -136,6 +159,9 @@ impl Proxy {
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
         let mut upstream_tls = (*verifier.client_config(Vec::new())).clone();
         upstream_tls.client_auth_cert_resolver = Arc::new(CertificateRequestSeen);
+        upstream_tls
+            .dangerous()
+            .set_certificate_verifier(Arc::new(ChainSeen(verifier.handshake_verifier())));
         let upstream_tls = UpstreamConfigs::new(&upstream_tls);
         let dialer = Arc::new(Dialer::new(
             Resolver::new(&config.settings.hosts_file),
@@ -156,9 +182,8 @@ impl Proxy {
             crypto: Arc::new(sluice_tls::crypto::provider()),
             upstream_tls,
             trusted_server_certs: tls.trusted_server_certs.iter().copied().collect(),
-            client_tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
-                .map_err(|e| ProxyError::Tls(e.to_string()))?,
-            client_sessions: rustls::server::ServerSessionMemoryCache::new(CLIENT_SESSIONS),
+            trusted_resumption: Resumption::new()?,
+            untrusted_resumption: Resumption::new()?,
             bypass: shared.bypass.clone(),
             ca_pem,
             ca_der,

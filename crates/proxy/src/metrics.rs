@@ -185,6 +185,8 @@ impl Metrics {
                 };
                 self.connections.get_or_create(&labels).inc();
             }
+            // A learned bypass is neither a connection nor a request.
+            "bypass" => {}
             _ => {
                 let labels = VerdictLabels {
                     verdict: record.verdict.unwrap_or("none").to_string(),

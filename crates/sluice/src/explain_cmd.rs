@@ -1,10 +1,13 @@
 //! `sluice explain`: which SSL rule decides at each stage for a hypothetical connection.
 //! No network access: the destination IP is known only when --host is an IP literal.
+//! The learned bypasses are those the running proxy last wrote to `tls.learn_state`.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
-use sluice_policy::SslFacts;
+use sluice_policy::{normalize_domain, SslFacts};
+use sluice_proxy::bypass::read_state;
 
 use crate::cli::ExplainArgs;
 use crate::config_file;
@@ -24,7 +27,24 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         dest_ip,
         port: args.port,
     };
-    let explanation = config.policy.explain(&facts, args.sni.as_deref());
+    let name = args.sni.as_deref().or(facts.dest_name);
+    let learned = match name.and_then(normalize_domain) {
+        None => false,
+        Some(name) => {
+            let state = &config.settings.tls.learn_state;
+            let kept = read_state(state, SystemTime::now()).unwrap_or_else(|e| {
+                eprintln!(
+                    "sluice: cannot read the learned bypasses in {}: {e}",
+                    state.display()
+                );
+                Vec::new()
+            });
+            kept.iter().any(|learned| learned.sni == name)
+        }
+    };
+    let explanation = config
+        .policy
+        .explain_learned(&facts, args.sni.as_deref(), learned);
     println!("{explanation}");
     Ok(ExitCode::SUCCESS)
 }

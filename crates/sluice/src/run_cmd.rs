@@ -68,6 +68,7 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
     // A request to any of our own sockets, the admin one included, is a loop.
     let own: Vec<_> = bound.iter().copied().chain(admin_bound).collect();
     let shared = Shared::new(config.settings.limits.max_connections);
+    load_learned_bypasses(&shared, &config);
     let fingerprint = ca.fingerprint_sha256();
     let proxy = Proxy::new(
         config.clone(),
@@ -114,12 +115,21 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
     let terms = signal(SignalKind::terminate()).context("watching SIGTERM")?;
     announce(&config, &fingerprint, created, &bound);
     tokio::spawn(reload_on_sighup(reloader, hangups));
+    let in_force = current.clone();
+    let saving = tokio::spawn(
+        shared
+            .bypass
+            .clone()
+            .keep_saved(move || in_force.load().learn_state().to_path_buf()),
+    );
     tokio::spawn(async move {
         shutdown_signal(terms).await;
         let _ = stop.send(true);
     });
-    sluice_proxy::serve(current, shared, listeners, stopping()).await;
+    sluice_proxy::serve(current.clone(), shared.clone(), listeners, stopping()).await;
     let _ = drained.send(());
+    saving.abort();
+    save_learned_bypasses(&shared, current.load().learn_state());
     log.flush(std::time::Duration::from_secs(5));
     eprintln!("sluice: stopped");
     Ok(())
@@ -142,6 +152,28 @@ fn raise_fd_limit(max_connections: usize) {
         eprintln!(
             "sluice: warning: the open-file limit is {limit} (hard limit {hard}), below limits.max_connections = {max_connections}; connections will fail with EMFILE before the limit is reached (raise it with ulimit -n or LimitNOFILE=)"
         );
+    }
+}
+
+/// The learned bypasses kept from the last run (`tls.learn_state`), expired ones left
+/// out. A file that cannot be read is reported and the table starts empty.
+fn load_learned_bypasses(shared: &Shared, config: &Config) {
+    let tls = &config.settings.tls;
+    match shared.bypass.load(&tls.learn_state, tls.learn_max_names) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "learned bypasses loaded"),
+        Err(error) => tracing::warn!(
+            %error,
+            path = %tls.learn_state.display(),
+            "cannot read the learned bypasses (tls.learn_state); starting without"
+        ),
+    }
+}
+
+/// At exit: the learned bypasses as they are now, if they changed since the last write.
+fn save_learned_bypasses(shared: &Shared, path: &Path) {
+    if let Err(error) = shared.bypass.save_if_changed(path) {
+        tracing::warn!(%error, path = %path.display(), "cannot write the learned bypasses");
     }
 }
 

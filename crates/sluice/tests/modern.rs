@@ -366,6 +366,25 @@ fn a_host_that_differs_from_the_sni_gets_421_unless_ignored() {
     assert!(out.body_text().contains("host: tunnel.test"));
 }
 
+/// curl through sluice to `https://localhost:PORT/hello` from the client address
+/// `source` (the CONNECT names `localhost`, which resolves to the origin's address).
+fn fetch_localhost(
+    sluice: &Sluice,
+    port: u16,
+    cacert: &std::path::Path,
+    source: &str,
+) -> support::CurlOutput {
+    support::curl(&[
+        "-x",
+        &sluice.proxy_url(),
+        "--interface",
+        source,
+        "--cacert",
+        cacert.to_str().unwrap(),
+        &format!("https://localhost:{port}/hello"),
+    ])
+}
+
 #[test]
 fn a_client_that_keeps_rejecting_the_certificate_is_learned_as_bypassed() {
     let pki = TestPki::new();
@@ -373,34 +392,20 @@ fn a_client_that_keeps_rejecting_the_certificate_is_learned_as_bypassed() {
         tls: Some(pki.valid()),
         ..Default::default()
     });
-    let rules = "[[ssl_rules]]\nname = \"always bump allow.test\"\ndomains = [\"allow.test\"]\naction = \"bump\"\n";
+    let rules = "[[ssl_rules]]\nname = \"always bump 127.0.0.9\"\nclients = [\"127.0.0.9/32\"]\naction = \"bump\"\n";
     let sluice = start(&pki, &origin, "learn_after = 2", rules);
     let root = tempfile::NamedTempFile::new().unwrap();
     pki.write_root(root.path());
-    // A pinning client: trusts only the origin's own root.
-    for name in ["tunnel.test", "tunnel.test", "allow.test", "allow.test"] {
-        let out = fetch(
-            &sluice.proxy_url(),
-            name,
-            origin.port(),
-            "/hello",
-            root.path(),
-            &[],
-        );
-        assert_eq!(out.code, 60, "{name} rejected: {}", out.stderr);
+    // Pinning clients at two addresses: they trust only the origin's own root.
+    for source in ["127.0.0.2", "127.0.0.3"] {
+        let out = fetch_localhost(&sluice, origin.port(), root.path(), source);
+        assert_eq!(out.code, 60, "{source} rejected: {}", out.stderr);
     }
     // Each rejection is counted before its record is written.
-    sluice.wait_records("of rejections", 4, |r| {
+    sluice.wait_records("of rejections", 2, |r| {
         r["error"] == "client_rejected_certificate"
     });
-    let bypassed = fetch(
-        &sluice.proxy_url(),
-        "tunnel.test",
-        origin.port(),
-        "/hello",
-        root.path(),
-        &[],
-    );
+    let bypassed = fetch_localhost(&sluice, origin.port(), root.path(), "127.0.0.4");
     assert_eq!(
         bypassed.code, 0,
         "tunneled after two rejections: {}",
@@ -410,16 +415,9 @@ fn a_client_that_keeps_rejecting_the_certificate_is_learned_as_bypassed() {
     let record = sluice.wait_record("of the learned bypass", |r| r["rule"] == "learned-bypass");
     assert_eq!(record["action"], "tunnel-sni");
     assert_eq!(record["stage"], "client_hello");
-    assert_eq!(record["sni"], "tunnel.test");
-    // A name an SSL rule matches is still decided by that rule.
-    let ruled = fetch(
-        &sluice.proxy_url(),
-        "allow.test",
-        origin.port(),
-        "/hello",
-        root.path(),
-        &[],
-    );
+    assert_eq!(record["sni"], "localhost");
+    // A connection an SSL rule matches is still decided by that rule.
+    let ruled = fetch_localhost(&sluice, origin.port(), root.path(), "127.0.0.9");
     assert_eq!(ruled.code, 60, "still bumped: {}", ruled.stderr);
 }
 
@@ -431,41 +429,25 @@ fn a_server_that_asks_for_a_client_certificate_is_learned_as_bypassed() {
         client_ca: Some(pki.root_der()),
         ..Default::default()
     });
-    let sluice = start(&pki, &origin, "learn_after = 2", "");
-    for _ in 0..2 {
-        let out = fetch(
-            &sluice.proxy_url(),
-            "bump.test",
-            origin.port(),
-            "/hello",
-            &sluice.ca_path(),
-            &[],
-        );
-        assert_eq!(out.status, 502, "{}", out.stderr);
-        assert!(out
-            .headers
-            .to_ascii_lowercase()
-            .contains("x-sluice-block: upstream_tls_failed"));
-        assert!(
-            out.body_text().contains("client certificate"),
-            "{}",
-            out.body_text()
-        );
-    }
+    let sluice = start(&pki, &origin, "", "");
+    let out = fetch_localhost(&sluice, origin.port(), &sluice.ca_path(), "127.0.0.1");
+    assert_eq!(out.status, 502, "{}", out.stderr);
+    assert!(out
+        .headers
+        .to_ascii_lowercase()
+        .contains("x-sluice-block: upstream_tls_failed"));
+    assert!(
+        out.body_text().contains("client certificate"),
+        "{}",
+        out.body_text()
+    );
     let root = tempfile::NamedTempFile::new().unwrap();
     pki.write_root(root.path());
     // Now tunneled: the client itself meets the origin's certificate request.
-    let _ = fetch(
-        &sluice.proxy_url(),
-        "bump.test",
-        origin.port(),
-        "/hello",
-        root.path(),
-        &[],
-    );
+    let _ = fetch_localhost(&sluice, origin.port(), root.path(), "127.0.0.1");
     let record = sluice.wait_record("of the learned bypass", |r| r["rule"] == "learned-bypass");
     assert_eq!(record["action"], "tunnel-sni");
-    assert_eq!(record["sni"], "bump.test");
+    assert_eq!(record["sni"], "localhost");
 }
 
 #[test]

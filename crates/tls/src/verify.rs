@@ -245,6 +245,15 @@ impl UpstreamVerifier {
         })
     }
 
+    /// The verifier that [`client_config`](Self::client_config)'s handshakes use
+    /// (accepts any chain, checks the handshake signature), for a caller that wraps it
+    /// to see the chain presented.
+    pub fn handshake_verifier(&self) -> Arc<dyn ServerCertVerifier> {
+        Arc::new(AcceptThenClassify {
+            algorithms: self.algorithms,
+        })
+    }
+
     /// A client configuration (TLS 1.2 and 1.3, aws-lc-rs) offering `alpn`, whose
     /// handshakes accept any certificate chain: the caller must [`classify`] the peer's
     /// certificates before sending data (see the module documentation).

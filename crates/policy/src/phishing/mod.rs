@@ -99,6 +99,13 @@ impl PhishingList {
         )))
     }
 
+    /// Whether a normalized host name is on a list: a domain entry covers it, or a
+    /// URL-prefix entry names it. Such a name must stay inspected.
+    pub fn lists_name(&self, normalized_name: &str) -> bool {
+        let (domain, has_prefixes) = self.domains.matching_and_mark(normalized_name);
+        domain.is_some() || has_prefixes
+    }
+
     /// Number of entries read from the list files, duplicates included.
     pub fn len(&self) -> usize {
         self.entries

@@ -1,6 +1,7 @@
 //! The client leg of a bump: sluice's TLS server with the minted certificate, the ALPN
-//! protocol the server selected, and session resumption shared by every minted
-//! certificate so that a returning client costs no full handshake.
+//! protocol the server selected, and session resumption shared by every certificate of
+//! the same CA so that a returning client costs no full handshake (never across the
+//! trusted and the untrusted CA).
 
 use std::io;
 use std::sync::Arc;
@@ -22,11 +23,13 @@ impl ResolvesServerCert for FixedCert {
 }
 
 /// TLS 1.2/1.3 with rustls' defaults: AEAD, forward-secret suites only (SPEC §2.7).
-/// `alpn`: the one protocol to select, if any.
+/// `alpn`: the one protocol to select, if any. `untrusted`: the certificate comes from
+/// the untrusted CA, whose sessions are kept apart.
 pub(super) fn config(
     proxy: &Proxy,
     certified: Arc<CertifiedKey>,
     alpn: Option<&[u8]>,
+    untrusted: bool,
 ) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(proxy.crypto.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -34,8 +37,13 @@ pub(super) fn config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(FixedCert(certified)));
     config.alpn_protocols = alpn.map(|p| vec![p.to_vec()]).unwrap_or_default();
-    config.ticketer = proxy.client_tickets.clone();
-    config.session_storage = proxy.client_sessions.clone();
+    let resumption = if untrusted {
+        &proxy.untrusted_resumption
+    } else {
+        &proxy.trusted_resumption
+    };
+    config.ticketer = resumption.tickets.clone();
+    config.session_storage = resumption.sessions.clone();
     Arc::new(config)
 }
 

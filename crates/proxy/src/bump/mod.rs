@@ -8,9 +8,10 @@ mod client_side;
 mod h1_link;
 mod h2_settings;
 mod http;
+mod learn;
 mod upstream;
 
-pub(crate) use self::upstream::{CertificateRequestSeen, UpstreamConfigs};
+pub(crate) use self::upstream::{CertificateRequestSeen, ChainSeen, UpstreamConfigs};
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +22,7 @@ use std::time::Instant;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use sluice_policy::{normalize_domain, CertErrorPolicy};
+use sluice_policy::CertErrorPolicy;
 use sluice_tls::mint::Minter;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -33,7 +34,6 @@ use self::upstream::{
 };
 use crate::access_log::Record;
 use crate::block_page::BlockReason;
-use crate::bypass::BypassReason;
 use crate::context::Proxy;
 use crate::counting::{ByteCounts, Counted};
 use crate::forward;
@@ -51,6 +51,9 @@ pub struct BumpTarget<'a> {
     /// The server address the TCP connection reached.
     pub dest_ip: IpAddr,
     pub sni: Option<&'a str>,
+    /// The SNI is not one the CONNECT to an address vouches for (SPEC §1.3): it teaches
+    /// no learned bypass either.
+    pub sni_unverified: bool,
     pub client_alpn: &'a [Vec<u8>],
     /// The deciding rule's `cert_errors` override.
     pub cert_errors: Option<CertErrorPolicy>,
@@ -131,13 +134,29 @@ async fn establish(
             }
         }
     }
-    let (plan, leaf) = plan(proxy, record, target, &server, policy, handshake);
+    // Some(whether the chain verified ok) when the server asked for a client certificate.
+    let certificate_requested = match &handshake {
+        Err(failure) => failure.certificate_requested.then_some(failure.chain_ok),
+        Ok(verified) => verified
+            .certificate_requested
+            .then_some(verified.outcome.is_ok()),
+    };
+    let (plan, leaf) = plan(proxy, record, &server, policy, handshake);
+    if let Some(chain_ok) = certificate_requested {
+        learn::certificate_requested(proxy, target, chain_ok).await;
+    }
 
-    let minter: &Minter = match &plan {
+    let untrusted = matches!(
+        plan,
         Plan::Forward {
-            untrusted: true, ..
-        } => &proxy.untrusted_minter,
-        _ => &proxy.minter,
+            untrusted: true,
+            ..
+        }
+    );
+    let minter: &Minter = if untrusted {
+        &proxy.untrusted_minter
+    } else {
+        &proxy.minter
     };
     // Without SNI the client still expects the CONNECT name in the certificate.
     let name = target
@@ -188,7 +207,7 @@ async fn establish(
     let counts = Arc::new(ByteCounts::default());
     let held_len = held.len() as u64;
     let client_io = ReadAhead::with_prefix(held, Counted::new(client, counts.clone()));
-    let config = client_side::config(proxy, certified, selected);
+    let config = client_side::config(proxy, certified, selected, untrusted);
     let timeout = proxy.config.settings.limits.client_hello_timeout;
     let accepting = Instant::now();
     let accepted = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(client_io)).await;
@@ -204,7 +223,7 @@ async fn establish(
             };
             proxy.metrics.handshake_failure("client", kind);
             if error == client_side::REJECTED {
-                learn(proxy, target, BypassReason::ClientRejectedCertificate);
+                learn::client_rejected(proxy, record, target);
             }
             record.error = Some(error.into());
             record_counts(record, &counts, held_len);
@@ -313,7 +332,6 @@ fn unbox<T>(boxed: Box<T>) -> T {
 fn plan(
     proxy: &Proxy,
     record: &mut Record,
-    target: &BumpTarget<'_>,
     server: &str,
     policy: CertErrorPolicy,
     handshake: Result<Verified, HandshakeFailure>,
@@ -327,7 +345,6 @@ fn plan(
             );
             record.error = Some("upstream_tls_failed".into());
             let detail = if failure.certificate_requested {
-                learn(proxy, target, BypassReason::ClientCertificateRequested);
                 format!("{server} asks for a client certificate, which sluice cannot present.")
             } else {
                 format!("The TLS handshake with {server} failed: {}", failure.detail)
@@ -339,7 +356,6 @@ fn plan(
     };
     record.upstream_cert = Some(upstream::outcome_str(verified.outcome));
     if verified.certificate_requested {
-        learn(proxy, target, BypassReason::ClientCertificateRequested);
         record.error = Some("upstream_tls_failed".into());
         let detail =
             format!("{server} asks for a client certificate, which sluice cannot present.");
@@ -365,28 +381,6 @@ fn plan(
         }
     };
     (plan, verified.leaf)
-}
-
-/// Count a failure towards a learned bypass of the SNI (SPEC §1, learned bypass).
-fn learn(proxy: &Proxy, target: &BumpTarget<'_>, reason: BypassReason) {
-    let tls = &proxy.config.settings.tls;
-    let Some(sni) = target.sni.and_then(normalize_domain) else {
-        return;
-    };
-    if !tls.learn_bypass {
-        return;
-    }
-    if let Some(learned) = proxy
-        .bypass
-        .record_failure(&sni, reason, tls.learn_after, tls.learn_ttl)
-    {
-        tracing::warn!(
-            sni = learned.sni,
-            reason = learned.reason.as_str(),
-            count = learned.count,
-            "learned bypass: this name will be tunneled instead of bumped"
-        );
-    }
 }
 
 fn record_counts(record: &mut Record, counts: &ByteCounts, held: u64) {

@@ -4,12 +4,13 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
-use rustls::pki_types::{ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{AlertDescription, ClientConfig, SignatureScheme};
+use rustls::{AlertDescription, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use sluice_policy::CertErrorPolicy;
 use sluice_tls::verify::{cert_sha256, CertErrorKind};
 use tokio::net::TcpStream;
@@ -39,6 +40,9 @@ pub(super) struct HandshakeFailure {
     /// For the block page and the diagnostics.
     pub detail: String,
     pub certificate_requested: bool,
+    /// The chain the server presented before the handshake failed verified `ok` (a
+    /// TLS 1.2 server that demands a client certificate fails after its chain).
+    pub chain_ok: bool,
 }
 
 /// What sluice offers upstream (SPEC §2.1): the client's offer ∩ {h2, http/1.1}, in the
@@ -114,30 +118,36 @@ pub(super) async fn handshake(
     server_name: ServerName<'static>,
     offer: AlpnOffer,
 ) -> Result<Verified, HandshakeFailure> {
-    let requested = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(HandshakeSeen::default());
     let connector = TlsConnector::from(proxy.upstream_tls.get(offer));
     let timeout = proxy.config.settings.limits.connect_timeout;
     let connecting = connector.connect(server_name.clone(), ReadAhead::new(tcp));
-    let result = CERTIFICATE_REQUESTED
-        .scope(requested.clone(), tokio::time::timeout(timeout, connecting))
+    let result = SEEN
+        .scope(seen.clone(), tokio::time::timeout(timeout, connecting))
         .await;
-    let certificate_requested = requested.load(Ordering::Relaxed);
+    let certificate_requested = seen.certificate_requested.load(Ordering::Relaxed);
+    let failure = |detail: String| {
+        let chain = std::mem::take(&mut *lock(&seen.chain));
+        let chain_ok = certificate_requested
+            && !chain.is_empty()
+            && proxy
+                .verifier
+                .classify(&chain, &server_name, UnixTime::now())
+                .is_ok();
+        HandshakeFailure {
+            detail,
+            certificate_requested,
+            chain_ok,
+        }
+    };
     let stream = match result {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            return Err(HandshakeFailure {
-                detail: describe_failure(&e),
-                certificate_requested,
-            })
-        }
+        Ok(Err(e)) => return Err(failure(describe_failure(&e))),
         Err(_) => {
-            return Err(HandshakeFailure {
-                detail: format!(
-                    "the server did not finish the TLS handshake within {} s",
-                    timeout.as_secs()
-                ),
-                certificate_requested,
-            })
+            return Err(failure(format!(
+                "the server did not finish the TLS handshake within {} s",
+                timeout.as_secs()
+            )))
         }
     };
     let session = stream.get_ref().1;
@@ -175,10 +185,25 @@ fn describe_failure(e: &io::Error) -> String {
     }
 }
 
+/// What one upstream handshake showed before it completed or failed.
+#[derive(Default)]
+struct HandshakeSeen {
+    /// The server sent a CertificateRequest.
+    certificate_requested: AtomicBool,
+    /// The chain the server presented (leaf first).
+    chain: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 tokio::task_local! {
     /// Set while one upstream handshake runs: rustls calls the client-certificate
-    /// resolver from inside that handshake's task.
-    static CERTIFICATE_REQUESTED: Arc<AtomicBool>;
+    /// resolver and the certificate verifier from inside that handshake's task.
+    static SEEN: Arc<HandshakeSeen>;
 }
 
 /// Records, for the handshake running in this task, that the server sent a
@@ -189,13 +214,60 @@ pub(crate) struct CertificateRequestSeen;
 
 impl ResolvesClientCert for CertificateRequestSeen {
     fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        let _ =
-            CERTIFICATE_REQUESTED.try_with(|requested| requested.store(true, Ordering::Relaxed));
+        let _ = SEEN.try_with(|seen| seen.certificate_requested.store(true, Ordering::Relaxed));
         None
     }
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+/// The accept-then-classify verifier, keeping the chain presented for the handshake
+/// running in this task: a handshake that fails after it (a TLS 1.2 server that demands
+/// a client certificate) can still be classified, for the learned bypass.
+#[derive(Debug)]
+pub(crate) struct ChainSeen(pub(crate) Arc<dyn ServerCertVerifier>);
+
+impl ServerCertVerifier for ChainSeen {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let _ = SEEN.try_with(|seen| {
+            *lock(&seen.chain) = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|cert| cert.clone().into_owned())
+                .collect();
+        });
+        self.0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 
