@@ -25,8 +25,13 @@ pub const SERVER_NAMES: &[&str] = &[
     "tunnel.test",
     "terminate.test",
     "allow.test",
+    UNRESOLVED_NAME,
     "127.0.0.1",
 ];
+
+/// A name every valid leaf covers but no test hosts file maps: a server with a valid
+/// chain for a name that does not resolve to the address a client CONNECTed to.
+pub const UNRESOLVED_NAME: &str = "elsewhere.test";
 
 pub struct TestPki {
     root: CertifiedIssuer<'static, KeyPair>,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::certs::{TestPki, SERVER_NAMES};
+use super::certs::{TestPki, SERVER_NAMES, UNRESOLVED_NAME};
 
 pub struct Sluice {
     pub dir: tempfile::TempDir,
@@ -75,7 +75,7 @@ impl Sluice {
     pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Sluice {
         let hosts: String = SERVER_NAMES
             .iter()
-            .filter(|name| name.parse::<std::net::IpAddr>().is_err())
+            .filter(|name| name.parse::<std::net::IpAddr>().is_err() && **name != UNRESOLVED_NAME)
             .map(|name| format!("127.0.0.1 {name}\n::1 {name}\n"))
             .collect();
         std::fs::write(dir.path().join("hosts"), hosts).unwrap();
