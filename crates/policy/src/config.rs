@@ -51,14 +51,17 @@ impl Config {
         display_name: &str,
         base_dir: &Path,
     ) -> Result<Config, Vec<ConfigError>> {
-        let raw: RawConfig = toml::from_str(text)
+        let mut raw: RawConfig = toml::from_str(text)
             .map_err(|e| vec![ConfigError::from_toml(display_name, text, &e)])?;
         let mut diag = Diagnostics::new(display_name, text);
         let proxy_protocol = raw.proxy.proxy_protocol.unwrap_or(false);
+        let deny_destinations =
+            compile::deny_destinations(raw.proxy.deny_destinations.take(), &mut diag);
         let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
         let settings = Settings {
             listen,
             proxy_protocol,
+            deny_destinations,
             admin_listen: compile::admin(raw.admin, &mut diag),
             auth: compile::auth(raw.auth, base_dir, &mut diag),
             connect_ports,

@@ -43,6 +43,7 @@ mod config;
 mod diagnostics;
 mod domain;
 mod explain;
+mod host;
 mod list_file;
 mod net;
 mod phishing;
@@ -58,6 +59,8 @@ pub use config::Config;
 pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};
 pub use explain::Explanation;
+pub use host::{decide_host, Authority, HostDecision, HostError, HostFacts};
+pub use net::{destination_denied, IpSet};
 pub use phishing::{PhishingList, PhishingMatch};
 pub use policy::{
     ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts, DEFAULT_RULE,

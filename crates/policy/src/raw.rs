@@ -58,6 +58,7 @@ pub(crate) struct RawProxy {
     pub listen: Option<SpannedList<String>>,
     pub connect_ports: Option<Vec<Spanned<i64>>>,
     pub proxy_protocol: Option<bool>,
+    pub deny_destinations: Option<SpannedList<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -225,4 +226,5 @@ pub(crate) struct RawLimits {
     pub connect_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_header_bytes: Option<Spanned<i64>>,
+    pub upstream_response_timeout: Option<Spanned<String>>,
 }

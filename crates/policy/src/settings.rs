@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::action::{CertErrorPolicy, SslAction};
+use crate::net::IpSet;
 
 /// Validated settings, paths already resolved against the configuration's folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +19,9 @@ pub struct Settings {
     /// `proxy.proxy_protocol`: every proxy connection starts with a PROXY v1/v2 header
     /// (behind HAProxy) whose source address is the client's.
     pub proxy_protocol: bool,
+    /// `proxy.deny_destinations`: addresses sluice never dials (SPEC §3 Destinations);
+    /// test one with [`destination_denied`](crate::destination_denied).
+    pub deny_destinations: IpSet,
     /// `[auth]`.
     pub auth: AuthSettings,
     /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).
@@ -370,4 +374,7 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Largest request or response head; more is answered 431.
     pub max_header_bytes: usize,
+    /// Time allowed for a server's response headers once the request is sent; more is
+    /// answered 504. Also how long a body may go without a byte is `idle_timeout`.
+    pub upstream_response_timeout: Duration,
 }
