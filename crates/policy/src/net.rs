@@ -20,8 +20,8 @@ pub(crate) fn parse_net(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("invalid address or CIDR `{text}`"))
 }
 
-/// Address ranges; a match is any range containing the address.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Address ranges; a match is any range containing the address. The default is empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IpSet(Vec<IpNet>);
 
 impl IpSet {

@@ -124,6 +124,7 @@ impl Proxy {
         let dialer = Arc::new(Dialer::new(
             Resolver::from_system(),
             LocalAddrs::new(listeners),
+            config.settings.deny_destinations.clone(),
             config.settings.limits.connect_timeout,
         ));
         let log_settings = &config.settings.log;
