@@ -28,6 +28,7 @@ mod local_addrs;
 mod metrics;
 mod pipe;
 mod plain;
+mod progress;
 mod proxy_header;
 mod read_ahead;
 mod relay;

@@ -38,6 +38,7 @@ use crate::context::Proxy;
 use crate::counting::{ByteCounts, Counted};
 use crate::forward;
 use crate::metrics::Phase;
+use crate::progress::{self, StreamTracker};
 use crate::read_ahead::ReadAhead;
 
 /// What the CONNECT flow learned, handed to bump.
@@ -266,6 +267,7 @@ async fn serve(
         proxy: proxy.clone(),
         template: record.clone(),
         sni: target.sni.map(str::to_string),
+        connect_host: target.host.to_string(),
         client: record
             .client
             .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
@@ -274,9 +276,15 @@ async fn serve(
         default_authority,
         mode,
     });
+    let streams = StreamTracker::new();
+    let tracked = streams.clone();
     let service = service_fn(move |request| {
         let bumped = bumped.clone();
-        async move { Ok::<_, Infallible>(bumped.handle(request).await) }
+        let stream = tracked.open();
+        async move {
+            let response = bumped.handle(request).await;
+            Ok::<_, Infallible>(response.map(|body| progress::guarded(body, stream)))
+        }
     });
     let limits = &proxy.config.settings.limits;
     let io = TokioIo::new(client_tls);
@@ -285,7 +293,17 @@ async fn serve(
         if extended_connect {
             http2.enable_connect_protocol();
         }
-        http2.serve_connection(io, service).await
+        let connection = http2.serve_connection(io, service);
+        tokio::pin!(connection);
+        // Closed with GOAWAY once it carries no stream for idle_timeout (SPEC §2.6);
+        // streams still open then are served to their end.
+        tokio::select! {
+            served = connection.as_mut() => served,
+            () = streams.idle_for(limits.idle_timeout) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
     } else {
         forward::client_http1(limits)
             .serve_connection(io, service)
