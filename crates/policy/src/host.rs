@@ -181,7 +181,8 @@ fn normalize_host(host: &[u8]) -> Option<String> {
     }
     let name = host.strip_suffix('.').unwrap_or(host);
     let name_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
-    if name.is_empty() || host.len() > MAX_HOST_LEN || !name.bytes().all(name_char) {
+    let empty_label = name.split('.').any(str::is_empty);
+    if empty_label || host.len() > MAX_HOST_LEN || !name.bytes().all(name_char) {
         return None;
     }
     Some(name.to_ascii_lowercase())
@@ -292,6 +293,9 @@ mod tests {
             "::1",
             "ex\u{e4}mple.com",
             "example..com:80:80",
+            "example..com",
+            "example.com..",
+            ".example.com",
         ] {
             let decision = decide_host(&facts(Some(target), &[]));
             // `[::1]:` has an empty port, which is the default one.
