@@ -259,9 +259,15 @@ async fn serve(
         extended_connect,
         server,
     } = unbox(established);
+    // An IPv6 CONNECT host needs its brackets back to be an authority.
+    let host = if server.contains(':') {
+        format!("[{server}]")
+    } else {
+        server.clone()
+    };
     let default_authority = match target.port {
-        443 => server.clone(),
-        port => format!("{server}:{port}"),
+        443 => host,
+        port => format!("{host}:{port}"),
     };
     let bumped = Arc::new(BumpedHttp {
         proxy: proxy.clone(),
