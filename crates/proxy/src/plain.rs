@@ -147,6 +147,7 @@ fn plain_authority(proxy: &Proxy, request: &Request<Incoming>) -> Result<Authori
         on_mismatch: proxy.config.settings.tls.on_host_mismatch,
     };
     match decide_host(&facts) {
+        // Without a TLS name nothing is misdirected.
         HostDecision::Forward(authority) | HostDecision::Misdirected(authority) => Ok(authority),
         HostDecision::BadRequest(error) => Err(error.as_str()),
     }
