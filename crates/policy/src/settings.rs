@@ -370,11 +370,13 @@ pub struct Limits {
     pub client_hello_timeout: Duration,
     /// Time allowed for the TCP connection to a server.
     pub connect_timeout: Duration,
-    /// Time without a byte after which tunnels and keep-alive connections close.
+    /// Time without a byte after which tunnels, keep-alive connections and bodies close,
+    /// and without a stream after which a bumped HTTP/2 client connection is closed.
     pub idle_timeout: Duration,
     /// Largest request or response head; more is answered 431.
     pub max_header_bytes: usize,
     /// Time allowed for a server's response headers once the request is sent; more is
-    /// answered 504. Also how long a body may go without a byte is `idle_timeout`.
+    /// answered 504. (A body that then moves no byte for `idle_timeout` ends its
+    /// exchange.)
     pub upstream_response_timeout: Duration,
 }
