@@ -47,6 +47,7 @@ start_sluice() { # NAME EXTRA_CONFIG; sets started_port (no subshell: its pid mu
   cat > "$work/$1.toml" <<CONF
 [proxy]
 listen = ["127.0.0.1:$port"]
+deny_destinations = []  # the origin listens on loopback, which the default denies
 [admin]
 listen = ""
 [tls]

@@ -104,6 +104,8 @@ decryption = false"
 [proxy]
 listen = ["127.0.0.1:$SLUICE_PORT"]
 connect_ports = [$ORIGIN_PORT, $NAMES_PORT]
+# The origin is on the namespace's own loopback, which the default denies.
+deny_destinations = []
 
 [admin]
 listen = ""

@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::admin::AdminToken;
 use crate::diagnostics::{ConfigError, Diagnostics};
-use crate::net::{parse_net, port_number};
+use crate::net::{parse_net, port_number, IpSet};
 use crate::raw::{
     RawAdmin, RawAuth, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls, SpannedList,
 };
@@ -39,6 +39,15 @@ const DEFAULT_CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_MAX_HEADER_BYTES: u64 = 65_536;
+const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Loopback, link-local (the cloud metadata address) and "this network".
+const DEFAULT_DENY_DESTINATIONS: [&str; 5] = [
+    "127.0.0.0/8",
+    "::1/128",
+    "169.254.0.0/16",
+    "fe80::/10",
+    "0.0.0.0/8",
+];
 
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
@@ -246,6 +255,25 @@ fn listen(list: Spanned<Vec<Spanned<String>>>, diag: &mut Diagnostics<'_>) -> Ve
         }
     }
     addrs
+}
+
+/// `proxy.deny_destinations`: CIDRs or single addresses; `[]` allows every address.
+pub(crate) fn deny_destinations(
+    raw: Option<SpannedList<String>>,
+    diag: &mut Diagnostics<'_>,
+) -> IpSet {
+    let Some(list) = raw else {
+        let nets = DEFAULT_DENY_DESTINATIONS
+            .iter()
+            .filter_map(|text| parse_net(text).ok());
+        return IpSet::new(nets.collect());
+    };
+    let nets = list.get_ref().iter().filter_map(|text| {
+        parse_net(text.get_ref())
+            .map_err(|e| diag.at(text.span(), format!("proxy.deny_destinations: {e}")))
+            .ok()
+    });
+    IpSet::new(nets.collect())
 }
 
 /// `[tls]`.
@@ -506,6 +534,12 @@ pub(crate) fn limits(raw: RawLimits, diag: &mut Diagnostics<'_>) -> Limits {
             "limits.max_header_bytes",
             diag,
         )),
+        upstream_response_timeout: duration(
+            raw.upstream_response_timeout,
+            DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
+            "limits.upstream_response_timeout",
+            diag,
+        ),
     }
 }
 

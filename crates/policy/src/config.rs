@@ -63,6 +63,8 @@ impl Config {
             proxy_protocol,
             &mut diag,
         );
+        let deny_destinations =
+            compile::deny_destinations(raw.proxy.deny_destinations.take(), &mut diag);
         let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
         let (admin_listen, admin_token) = compile::admin(raw.admin, base_dir, &mut diag);
         let settings = Settings {
@@ -72,6 +74,7 @@ impl Config {
             proxy_protocol_from,
             admin_listen,
             admin_token,
+            deny_destinations,
             auth: compile::auth(raw.auth, base_dir, &mut diag),
             connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),

@@ -48,6 +48,7 @@ mod diagnostics;
 mod domain;
 mod explain;
 mod learn;
+mod host;
 mod list_file;
 mod net;
 mod phishing;
@@ -66,6 +67,8 @@ pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};
 pub use explain::Explanation;
 pub use learn::{BypassEvidence, LEARNED_BYPASS_RULE};
+pub use host::{decide_host, Authority, HostDecision, HostError, HostFacts};
+pub use net::{destination_denied, IpSet};
 pub use phishing::{PhishingList, PhishingMatch};
 pub use policy::{
     ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts, DEFAULT_RULE,

@@ -2,7 +2,7 @@
 //! `ports` (numbers or `"8000-8100"` ranges).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 
 use ipnet::IpNet;
@@ -20,9 +20,9 @@ pub(crate) fn parse_net(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("invalid address or CIDR `{text}`"))
 }
 
-/// Address ranges; a match is any range containing the address.
-#[derive(Clone, Debug)]
-pub(crate) struct IpSet(Vec<IpNet>);
+/// Address ranges; a match is any range containing the address. The default is empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpSet(Vec<IpNet>);
 
 impl IpSet {
     pub(crate) fn new(nets: Vec<IpNet>) -> Self {
@@ -31,10 +31,21 @@ impl IpSet {
 
     /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, as seen on dual-stack sockets)
     /// are compared as the IPv4 address they carry.
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.0.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// Whether `proxy.deny_destinations` (`deny`) forbids dialling `ip` (SPEC §3
+/// Destinations). An IPv4-mapped address is its IPv4 address, and `::`, which reaches
+/// this host just as `0.0.0.0` does, is checked as `0.0.0.0`.
+pub fn destination_denied(deny: &IpSet, ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        other => other,
+    };
+    deny.contains(ip)
 }
 
 /// A `ports` entry as written: TOML lets an array mix integers and strings.
@@ -149,6 +160,48 @@ mod tests {
         let set = IpSet::new(vec![parse_net("10.0.0.0/8").unwrap()]);
         assert!(set.contains(ip("::ffff:10.1.2.3")));
         assert!(!set.contains(ip("::ffff:11.1.2.3")));
+    }
+
+    #[test]
+    fn default_denied_destinations_hold_under_every_spelling() {
+        let deny = IpSet::new(
+            [
+                "127.0.0.0/8",
+                "::1/128",
+                "169.254.0.0/16",
+                "fe80::/10",
+                "0.0.0.0/8",
+            ]
+            .iter()
+            .map(|t| parse_net(t).unwrap())
+            .collect(),
+        );
+        for denied in [
+            "127.0.0.1",
+            "127.255.0.9",
+            "::ffff:127.0.0.1",
+            "::1",
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+            "febf::1",
+            "0.0.0.0",
+            "::",
+            "::ffff:0.0.0.0",
+        ] {
+            assert!(destination_denied(&deny, ip(denied)), "{denied}");
+        }
+        for allowed in [
+            "10.0.0.1",
+            "128.0.0.1",
+            "::2",
+            "fec0::1",
+            "2001:db8::1",
+            "1.0.0.0",
+        ] {
+            assert!(!destination_denied(&deny, ip(allowed)), "{allowed}");
+        }
+        assert!(!destination_denied(&IpSet::new(vec![]), ip("127.0.0.1")));
     }
 
     #[test]

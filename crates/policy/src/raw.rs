@@ -61,6 +61,7 @@ pub(crate) struct RawProxy {
     pub proxy_protocol: Option<bool>,
     pub hosts_file: Option<Spanned<String>>,
     pub proxy_protocol_from: Option<SpannedList<String>>,
+    pub deny_destinations: Option<SpannedList<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -234,4 +235,5 @@ pub(crate) struct RawLimits {
     pub connect_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_header_bytes: Option<Spanned<i64>>,
+    pub upstream_response_timeout: Option<Spanned<String>>,
 }

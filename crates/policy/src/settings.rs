@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::admin::AdminToken;
+use crate::net::IpSet;
 
 /// Validated settings, paths already resolved against the configuration's folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub struct Settings {
     /// `proxy.proxy_protocol_from`: the peers whose PROXY header is believed; a
     /// connection from any other peer is closed (see [`Settings::may_send_proxy_header`]).
     pub proxy_protocol_from: Vec<IpNet>,
+    /// `proxy.deny_destinations`: addresses sluice never dials (SPEC §3 Destinations);
+    /// test one with [`destination_denied`](crate::destination_denied).
+    pub deny_destinations: IpSet,
     /// `[auth]`.
     pub auth: AuthSettings,
     /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).
@@ -397,8 +401,13 @@ pub struct Limits {
     pub client_hello_timeout: Duration,
     /// Time allowed for the TCP connection to a server.
     pub connect_timeout: Duration,
-    /// Time without a byte after which tunnels and keep-alive connections close.
+    /// Time without a byte after which tunnels, keep-alive connections and bodies close,
+    /// and without a stream after which a bumped HTTP/2 client connection is closed.
     pub idle_timeout: Duration,
     /// Largest request or response head; more is answered 431.
     pub max_header_bytes: usize,
+    /// Time allowed for a server's response headers once the request is sent; more is
+    /// answered 504. (A body that then moves no byte for `idle_timeout` ends its
+    /// exchange.)
+    pub upstream_response_timeout: Duration,
 }

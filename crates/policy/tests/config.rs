@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice_policy::{
-    CertErrorPolicy, Config, ConfigError, HostMismatch, LeafKey, LogTarget, NonTls, SniMismatch,
-    SslAction,
+    destination_denied, CertErrorPolicy, Config, ConfigError, HostMismatch, LeafKey, LogTarget,
+    NonTls, SniMismatch, SslAction,
 };
 
 fn load(text: &str) -> Config {
@@ -56,6 +56,46 @@ fn an_empty_file_has_every_spec_default() {
     assert_eq!(s.limits.connect_timeout, Duration::from_secs(10));
     assert_eq!(s.limits.idle_timeout, Duration::from_secs(300));
     assert_eq!(s.limits.max_header_bytes, 65_536);
+    assert_eq!(s.limits.upstream_response_timeout, Duration::from_secs(60));
+    for denied in ["127.0.0.1", "::1", "169.254.169.254", "fe80::1", "0.0.0.0"] {
+        assert!(
+            destination_denied(&s.deny_destinations, denied.parse().unwrap()),
+            "{denied}"
+        );
+    }
+    assert!(!destination_denied(
+        &s.deny_destinations,
+        "192.0.2.1".parse().unwrap()
+    ));
+}
+
+#[test]
+fn deny_destinations_and_the_response_timeout_are_read_and_checked() {
+    let s = load(
+        "[proxy]\ndeny_destinations = [\"10.0.0.0/8\", \"2001:db8::1\"]\n\
+         [limits]\nupstream_response_timeout = \"5s\"\n",
+    )
+    .settings;
+    let denied = |ip: &str| destination_denied(&s.deny_destinations, ip.parse().unwrap());
+    assert!(denied("10.9.8.7"));
+    assert!(denied("2001:db8::1"));
+    assert!(!denied("127.0.0.1"), "a list replaces the default");
+    assert_eq!(s.limits.upstream_response_timeout, Duration::from_secs(5));
+    let open = load("[proxy]\ndeny_destinations = []\n").settings;
+    assert!(!destination_denied(
+        &open.deny_destinations,
+        "127.0.0.1".parse().unwrap()
+    ));
+    assert_eq!(
+        errors(
+            "[proxy]\ndeny_destinations = [\"10.0.0.0/8\",\n  \"localhost\"]\n\
+                [limits]\nupstream_response_timeout = \"0s\"\n"
+        ),
+        [
+            "sluice.toml:3: proxy.deny_destinations: invalid address or CIDR `localhost`",
+            "sluice.toml:5: limits.upstream_response_timeout: must be greater than zero",
+        ]
+    );
 }
 
 #[test]

@@ -166,6 +166,7 @@ impl Proxy {
         let dialer = Arc::new(Dialer::new(
             Resolver::new(&config.settings.hosts_file),
             LocalAddrs::new(listeners),
+            config.settings.deny_destinations.clone(),
             config.settings.limits.connect_timeout,
         ));
         let log_settings = &config.settings.log;

@@ -2,9 +2,11 @@
 //! inspection pipeline around the upstream exchange, the WebSocket switch, and the
 //! request's access-log record with its verdict.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use http::{request, Request, Response, StatusCode};
+use http::header::HOST;
+use http::{request, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use hyper::body::Incoming;
 
@@ -15,12 +17,18 @@ use crate::context::Proxy;
 use crate::forward::{self, boxed, PlainClient, ProxyBody};
 use crate::inspection::{self, Blocked, RequestInfo, ScanNote};
 use crate::metrics::Phase;
+use crate::progress;
 use crate::upgrade;
 
 /// Where a request goes once the pipeline lets it.
 pub enum Upstream<'a> {
-    /// Plain HTTP, over the pool.
-    Plain(&'a PlainClient),
+    /// Plain HTTP, over the pool, to the address the policy judged; `authority` goes in
+    /// `Host`.
+    Plain {
+        client: &'a PlainClient,
+        addr: SocketAddr,
+        authority: &'a str,
+    },
     /// The upstream connection of a bump.
     Bumped {
         link: &'a UpstreamLink,
@@ -36,11 +44,20 @@ impl Upstream<'_> {
         request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, (StatusCode, String)> {
         match self {
-            Upstream::Plain(client) => client
-                .send(request)
-                .await
-                .map(|response| response.map(boxed))
-                .map_err(|e| forward::upstream_failure(&e)),
+            Upstream::Plain {
+                client,
+                addr,
+                authority,
+            } => {
+                let mut request = request;
+                to_address(&mut request, addr, authority)
+                    .map_err(|why| (StatusCode::BAD_REQUEST, why))?;
+                client
+                    .send(request)
+                    .await
+                    .map(|response| response.map(boxed))
+                    .map_err(|e| forward::upstream_failure(&e))
+            }
             Upstream::Bumped {
                 link,
                 authority,
@@ -51,6 +68,22 @@ impl Upstream<'_> {
                 .map_err(|why| (StatusCode::BAD_GATEWAY, why)),
         }
     }
+}
+
+/// Point a plain request at `addr` (the pool dials exactly what was judged, and pools
+/// by address) with the target's authority as its `Host`.
+fn to_address<B>(
+    request: &mut Request<B>,
+    addr: SocketAddr,
+    authority: &str,
+) -> Result<(), String> {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = format!("http://{addr}{path}")
+        .parse::<Uri>()
+        .map_err(|e| format!("bad request target: {e}"))?;
+    let host = HeaderValue::from_str(authority).map_err(|e| format!("bad authority: {e}"))?;
+    request.headers_mut().insert(HOST, host);
+    Ok(())
 }
 
 /// Inspect `request`, send it `upstream` when it may go, inspect the response, and
@@ -76,7 +109,8 @@ pub async fn exchange(
     }
     // ICAP sends the request head along with the response it scans; copy it only then.
     let head = passed.scan.then(|| head_of(&request));
-    let mut request = request.map(boxed);
+    let idle = proxy.config.settings.limits.idle_timeout;
+    let mut request = request.map(|body| progress::bounded(boxed(body), idle));
     let mut upload = ScanNote::default();
     let scan_upload = passed.scan && proxy.config.settings.anti_virus.scan_uploads;
     if scan_upload && !request.body().is_end_stream() {
@@ -89,14 +123,22 @@ pub async fn exchange(
         }
     }
     let sending = Instant::now();
-    let sent = upstream.send(request).await;
+    let limits = &proxy.config.settings.limits;
+    let sent = tokio::time::timeout(limits.upstream_response_timeout, upstream.send(request)).await;
     proxy.metrics.phase(Phase::FirstByte, sending.elapsed());
     let mut response = match sent {
-        Ok(response) => response,
-        Err((status, why)) => return forward::refuse(log, record, status, &why),
+        Ok(Ok(response)) => response.map(|body| progress::bounded(body, idle)),
+        Ok(Err((status, why))) => return forward::refuse(log, record, status, &why),
+        Err(_) => {
+            let why = format!(
+                "the server sent no response headers within {} s",
+                limits.upstream_response_timeout.as_secs()
+            );
+            let status = StatusCode::GATEWAY_TIMEOUT;
+            return forward::refuse_with(log, record, status, "upstream_response_timeout", &why);
+        }
     };
     if let Some(client_upgrade) = client_upgrade {
-        let idle = proxy.config.settings.limits.idle_timeout;
         upgrade::relay_if_switched(client_upgrade, &mut response, idle);
         return forward::relay_response(log, record, response, upgrading);
     }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode, Uri};
+use http::{header, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::access_log::{Record, Recorder};
 use crate::block_page::BlockPage;
 use crate::context::Proxy;
+use crate::head::check_body_framing;
 use crate::hop_by_hop::{add_via, strip_hop_by_hop};
 use crate::upstream::{DialError, Dialer};
 
@@ -161,6 +162,49 @@ pub fn refuse(
     record.error = Some(why.to_string());
     log.write(&record);
     text_response(status, why)
+}
+
+/// Log a request that sluice answered itself with an error: `kind` is the log's `error`,
+/// `why` the one-line body.
+pub fn refuse_with(
+    log: &Recorder,
+    mut record: Record,
+    status: StatusCode,
+    kind: &str,
+    why: &str,
+) -> Response<ProxyBody> {
+    record.status = Some(status.as_u16());
+    record.error = Some(kind.to_string());
+    log.write(&record);
+    text_response(status, why)
+}
+
+/// SPEC §9 on every request, not only a connection's first (hyper parses the later
+/// ones, and accepts `Transfer-Encoding: gzip, chunked`): ambiguous framing → 400.
+pub fn check_framing<B>(request: &Request<B>) -> Result<(), &'static str> {
+    let values = |name| {
+        request
+            .headers()
+            .get_all(name)
+            .into_iter()
+            .map(|v| v.as_bytes())
+    };
+    check_body_framing(
+        values(header::CONTENT_LENGTH),
+        values(header::TRANSFER_ENCODING),
+        request.version() == Version::HTTP_10,
+    )
+    .map_err(|e| e.reason())
+}
+
+/// Every `Host` header of a request, for [`sluice_policy::decide_host`].
+pub fn host_headers<B>(request: &Request<B>) -> Vec<&[u8]> {
+    request
+        .headers()
+        .get_all(header::HOST)
+        .into_iter()
+        .map(|v| v.as_bytes())
+        .collect()
 }
 
 /// Relay an upstream response; its record is written when the body has been sent.

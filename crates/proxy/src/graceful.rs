@@ -69,6 +69,16 @@ impl<C: Graceful> Future for UntilDrained<C> {
     }
 }
 
+/// Asked directly (an idle HTTP/2 connection), it shuts down as on a drain, once.
+impl<C: Graceful> Graceful for UntilDrained<C> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        let this = self.project();
+        if this.drain_started.take().is_some() {
+            this.connection.graceful_shutdown();
+        }
+    }
+}
+
 impl<I, B, S> Graceful for http1::UpgradeableConnection<I, S>
 where
     S: HttpService<Incoming, ResBody = B>,

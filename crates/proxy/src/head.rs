@@ -208,8 +208,24 @@ fn has_bare_lf(bytes: &[u8]) -> bool {
 /// Refuses every head whose body length two HTTP implementations could read differently
 /// (RFC 9112 §6.1, §6.3).
 fn check_framing(head: &RequestHead) -> Result<(), HeadError> {
+    check_body_framing(
+        head.header_values("content-length"),
+        head.header_values("transfer-encoding"),
+        head.version == 0,
+    )
+}
+
+/// The framing checks of [`parse_request_head`] on the `Content-Length` and
+/// `Transfer-Encoding` values of any request head (later requests are parsed by hyper,
+/// which accepts `gzip, chunked`): several differing lengths, a coding other than one
+/// `chunked`, both headers, or a coding in HTTP/1.0 → [`HeadError::AmbiguousLength`].
+pub fn check_body_framing<'a>(
+    content_lengths: impl Iterator<Item = &'a [u8]>,
+    transfer_encodings: impl Iterator<Item = &'a [u8]>,
+    http10: bool,
+) -> Result<(), HeadError> {
     let mut content_length: Option<u64> = None;
-    for value in head.header_values("content-length") {
+    for value in content_lengths {
         for item in value.split(|&b| b == b',') {
             let length =
                 parse_decimal(trim_ows(item)).ok_or(HeadError::Malformed("bad_content_length"))?;
@@ -219,8 +235,7 @@ fn check_framing(head: &RequestHead) -> Result<(), HeadError> {
             content_length = Some(length);
         }
     }
-    let mut codings = head
-        .header_values("transfer-encoding")
+    let mut codings = transfer_encodings
         .flat_map(|value| value.split(|&b| b == b','))
         .map(trim_ows)
         .peekable();
@@ -231,7 +246,7 @@ fn check_framing(head: &RequestHead) -> Result<(), HeadError> {
         .next()
         .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
         && codings.next().is_none();
-    if !only_chunked || content_length.is_some() || head.version == 0 {
+    if !only_chunked || content_length.is_some() || http10 {
         return Err(HeadError::AmbiguousLength);
     }
     Ok(())

@@ -1,12 +1,14 @@
 //! Header hygiene on forwarded messages (SPEC §3.4): hop-by-hop headers are removed
 //! (the fixed list of RFC 9110 §7.6.1 plus every header the `Connection` header names)
-//! and `Via` is added.
+//! and `Via` is added. `Upgrade` survives only as `websocket`: an `h2c` upgrade (or any
+//! other protocol) would turn the connection into something sluice does not inspect.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, UPGRADE, VIA};
 use http::Version;
 
-const HOP_BY_HOP: [&str; 8] = [
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
+    "http2-settings",
     "keep-alive",
     "proxy-authenticate",
     "proxy-authorization",
@@ -17,10 +19,10 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 /// Remove the hop-by-hop headers of one message. With `keep_upgrade` (a WebSocket
-/// handshake) `Connection: upgrade` and `Upgrade` survive, since the handshake must reach
-/// the other side. `TE: trailers` survives too: it is end-to-end in meaning (gRPC).
+/// handshake) `Connection: upgrade` and `Upgrade: websocket` survive, since the handshake
+/// must reach the other side; other protocols in `Upgrade` (`h2c, websocket`) do not.
+/// `TE: trailers` survives too: it is end-to-end in meaning (gRPC).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let upgrade = headers.get(UPGRADE).cloned();
     let te_trailers = headers
         .get(TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
@@ -43,9 +45,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if te_trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
     }
-    if let (true, Some(upgrade)) = (keep_upgrade, upgrade) {
+    if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, upgrade);
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
 }
 
@@ -95,6 +97,23 @@ mod tests {
         assert_eq!(headers["te"], "trailers");
         strip_hop_by_hop(&mut headers, false);
         assert!(headers.get("upgrade").is_none());
+    }
+
+    #[test]
+    fn only_websocket_survives_in_upgrade() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "Upgrade, HTTP2-Settings".parse().unwrap());
+        headers.insert("upgrade", "h2c, websocket".parse().unwrap());
+        headers.insert("http2-settings", "AAMAAABkAAQAAP__".parse().unwrap());
+        let mut kept = headers.clone();
+        strip_hop_by_hop(&mut kept, true);
+        assert_eq!(kept["upgrade"], "websocket");
+        assert!(kept.get("http2-settings").is_none());
+        // Not named in Connection, HTTP2-Settings is still hop-by-hop.
+        headers.insert("connection", "Upgrade".parse().unwrap());
+        headers.insert("upgrade", "h2c".parse().unwrap());
+        strip_hop_by_hop(&mut headers, false);
+        assert!(headers.is_empty(), "{headers:?}");
     }
 
     #[test]

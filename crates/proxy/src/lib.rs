@@ -29,6 +29,7 @@ mod local_addrs;
 mod metrics;
 mod pipe;
 mod plain;
+mod progress;
 pub mod proxy_header;
 mod read_ahead;
 mod relay;

@@ -10,12 +10,13 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use sluice_policy::{decide_host, Authority, HostDecision, HostFacts};
 use tokio::net::TcpStream;
 
 use crate::access_log::Record;
 use crate::context::Proxy;
 use crate::exchange::{exchange, Upstream};
-use crate::forward::{self, uri_host, ProxyBody};
+use crate::forward::{self, ProxyBody};
 use crate::graceful::until_drained;
 use crate::inspection::RequestInfo;
 use crate::read_ahead::ReadAhead;
@@ -93,21 +94,62 @@ async fn forward_plain(
         let why = "not a proxy request: the target must be an absolute http:// URL (use CONNECT for https)";
         return forward::refuse(log, record, StatusCode::BAD_REQUEST, why);
     }
-    let host = uri_host(request.uri());
-    let port = request.uri().port_u16().unwrap_or(80);
-    record.host = Some(host.clone());
-    record.port = Some(port);
-    let dest_ip = host.parse().ok();
+    let authority = match plain_authority(proxy, &request) {
+        Ok(authority) => authority,
+        Err(kind) => {
+            let why = format!("bad request: {kind}");
+            return forward::refuse_with(log, record, StatusCode::BAD_REQUEST, kind, &why);
+        }
+    };
+    record.url = Some(forward::absolute_url("http", &authority.to_string(), path));
+    record.host = Some(authority.host.clone());
+    record.port = Some(authority.port);
+    // Resolved now, not by the pool: the deny list and the `ips` rules judge the address
+    // that will be dialled (SPEC §3 Destinations).
+    let addr = match proxy.dialer.resolve(&authority.host, authority.port).await {
+        Ok(addrs) => addrs[0],
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return forward::refuse_with(log, record, status, e.kind(), &e.to_string());
+        }
+    };
+    record.dest_ip = Some(addr.ip());
     let user = record.user.clone();
-    let info = RequestInfo::new(&request, client, user, Some(host), dest_ip, port, url);
+    let url = record.url.clone().unwrap_or_default();
+    let info = RequestInfo::new(
+        &request,
+        client,
+        user,
+        Some(authority.host.clone()),
+        Some(addr.ip()),
+        authority.port,
+        url,
+    );
+    let upstream = Upstream::Plain {
+        client: &proxy.plain,
+        addr,
+        authority: &authority.to_string(),
+    };
     // Boxed: the exchange's state is large, and HTTP/1.1 connections keep room for this
     // future while they wait for the next request.
-    Box::pin(exchange(
-        proxy,
-        record,
-        info,
-        request,
-        Upstream::Plain(&proxy.plain),
-    ))
-    .await
+    Box::pin(exchange(proxy, record, info, request, upstream)).await
+}
+
+/// The authority a plain request is for (SPEC §3 step 1), after the framing checks that
+/// hold for every request (§9); the error is the log's reason for a 400.
+fn plain_authority(proxy: &Proxy, request: &Request<Incoming>) -> Result<Authority, &'static str> {
+    forward::check_framing(request)?;
+    let hosts = forward::host_headers(request);
+    let facts = HostFacts {
+        target: request.uri().authority().map(|a| a.as_str()),
+        host_headers: &hosts,
+        default_port: 80,
+        tls_name: None,
+        on_mismatch: proxy.config.settings.tls.on_host_mismatch,
+    };
+    match decide_host(&facts) {
+        // Without a TLS name nothing is misdirected.
+        HostDecision::Forward(authority) | HostDecision::Misdirected(authority) => Ok(authority),
+        HostDecision::BadRequest(error) => Err(error.as_str()),
+    }
 }

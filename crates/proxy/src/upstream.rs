@@ -1,11 +1,18 @@
 //! Reaching the server: name resolution and the TCP connect (SPEC §1 step 1), with the
 //! failures an administrator needs told apart: 502 for a name that does not resolve or a
-//! refused connection, 504 for a timeout, 508 for a loop back into sluice.
+//! refused connection, 504 for a timeout, 508 for a loop back into sluice, 403 for an
+//! address `proxy.deny_destinations` forbids (SPEC §3 Destinations).
+//!
+//! The deny list is checked on the resolved addresses, so a name that resolves to
+//! loopback is denied as the literal is. Denied addresses of a name are skipped; only a
+//! name with no other address is refused.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+
+use sluice_policy::{destination_denied, IpSet};
 
 use crate::local_addrs::LocalAddrs;
 use crate::resolve::Resolver;
@@ -26,6 +33,8 @@ pub enum DialError {
     },
     #[error("{addr} is this proxy itself (request loop)")]
     Loop { addr: SocketAddr },
+    #[error("{host} is {addr}, which this proxy does not connect to (proxy.deny_destinations)")]
+    Denied { host: String, addr: IpAddr },
 }
 
 impl DialError {
@@ -34,6 +43,7 @@ impl DialError {
         match self {
             DialError::Timeout { .. } => 504,
             DialError::Loop { .. } => 508,
+            DialError::Denied { .. } => 403,
             _ => 502,
         }
     }
@@ -45,24 +55,45 @@ impl DialError {
             DialError::Connect { .. } => "connect_failed",
             DialError::Timeout { .. } => "connect_timeout",
             DialError::Loop { .. } => "loop_detected",
+            DialError::Denied { .. } => "destination_denied",
         }
     }
 }
 
-/// Reaches servers: resolution, loop check and TCP connect within `connect_timeout`.
-/// One per configuration generation, shared by CONNECT and plain HTTP.
+/// Reaches servers: resolution, loop and destination checks, and TCP connect within
+/// `connect_timeout`. One per configuration generation, shared by CONNECT and plain HTTP.
 pub struct Dialer {
     resolver: Resolver,
     local: LocalAddrs,
+    /// `proxy.deny_destinations`.
+    deny: IpSet,
     timeout: Duration,
 }
 
 impl Dialer {
-    pub fn new(resolver: Resolver, local: LocalAddrs, timeout: Duration) -> Self {
+    pub fn new(resolver: Resolver, local: LocalAddrs, deny: IpSet, timeout: Duration) -> Self {
         Dialer {
             resolver,
             local,
+            deny,
             timeout,
+        }
+    }
+
+    /// The addresses of `host` that may be dialled, in the order to try, resolved within
+    /// the connect timeout (plain HTTP resolves first: the `ips` rules need the address).
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, DialError> {
+        match tokio::time::timeout(self.timeout, self.allowed_addrs(host, port)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timed_out(host, port)),
+        }
+    }
+
+    fn timed_out(&self, host: &str, port: u16) -> DialError {
+        DialError::Timeout {
+            host: host.to_string(),
+            port,
+            seconds: self.timeout.as_secs(),
         }
     }
 
@@ -71,11 +102,7 @@ impl Dialer {
     pub async fn dial(&self, host: &str, port: u16) -> Result<(TcpStream, IpAddr), DialError> {
         match tokio::time::timeout(self.timeout, self.resolve_and_connect(host, port)).await {
             Ok(result) => result,
-            Err(_) => Err(DialError::Timeout {
-                host: host.to_string(),
-                port,
-                seconds: self.timeout.as_secs(),
-            }),
+            Err(_) => Err(self.timed_out(host, port)),
         }
     }
 
@@ -95,26 +122,7 @@ impl Dialer {
         host: &str,
         port: u16,
     ) -> Result<(TcpStream, IpAddr), DialError> {
-        let ips = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            // Boxed: a DNS lookup's state is large, and it would otherwise stay in the
-            // connection's future for as long as the connection lasts.
-            Err(_) => {
-                Box::pin(self.resolver.lookup(host))
-                    .await
-                    .map_err(|e| DialError::Resolve {
-                        host: host.to_string(),
-                        reason: e.to_string(),
-                    })?
-            }
-        };
-        let addrs: Vec<SocketAddr> = ips
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip, port))
-            .collect();
-        if let Some(own) = addrs.iter().find(|a| self.local.is_own(**a)) {
-            return Err(DialError::Loop { addr: *own });
-        }
+        let addrs = self.allowed_addrs(host, port).await?;
         let mut last_error = None;
         for addr in addrs {
             match TcpStream::connect(addr).await {
@@ -135,6 +143,48 @@ impl Dialer {
             host: host.to_string(),
         }))
     }
+
+    /// Resolve `host` (unless it is a literal), refuse a loop into sluice, and drop the
+    /// addresses `proxy.deny_destinations` forbids (refused when none is left).
+    async fn allowed_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, DialError> {
+        let ips = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            // Boxed: a DNS lookup's state is large, and it would otherwise stay in the
+            // connection's future for as long as the connection lasts.
+            Err(_) => {
+                Box::pin(self.resolver.lookup(host))
+                    .await
+                    .map_err(|e| DialError::Resolve {
+                        host: host.to_string(),
+                        reason: e.to_string(),
+                    })?
+            }
+        };
+        let addrs: Vec<SocketAddr> = ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect();
+        // A loop is the more specific answer for our own (loopback) listeners.
+        if let Some(own) = addrs.iter().find(|a| self.local.is_own(**a)) {
+            return Err(DialError::Loop { addr: *own });
+        }
+        let Some(first) = addrs.first().copied() else {
+            return Err(DialError::NoAddress {
+                host: host.to_string(),
+            });
+        };
+        let allowed: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|addr| !destination_denied(&self.deny, addr.ip()))
+            .collect();
+        if allowed.is_empty() {
+            return Err(DialError::Denied {
+                host: host.to_string(),
+                addr: first.ip(),
+            });
+        }
+        Ok(allowed)
+    }
 }
 
 #[cfg(test)]
@@ -142,11 +192,41 @@ mod tests {
     use super::*;
 
     fn dialer(local: LocalAddrs) -> Dialer {
+        let nothing_denied = IpSet::default();
         Dialer::new(
             Resolver::new(std::path::Path::new("/etc/hosts")),
             local,
+            nothing_denied,
             Duration::from_secs(5),
         )
+    }
+
+    fn denying_loopback() -> Dialer {
+        let deny = sluice_policy::Config::embedded_default()
+            .settings
+            .deny_destinations;
+        Dialer::new(
+            Resolver::new(std::path::Path::new("/etc/hosts")),
+            LocalAddrs::default(),
+            deny,
+            Duration::from_secs(5),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_denied_destination_is_a_403_for_names_and_literals() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "::ffff:127.0.0.1",
+            "169.254.169.254",
+        ] {
+            let err = denying_loopback().dial(host, port).await.unwrap_err();
+            assert_eq!(err.status(), 403, "{host}");
+            assert_eq!(err.kind(), "destination_denied", "{host}");
+        }
     }
 
     #[tokio::test]

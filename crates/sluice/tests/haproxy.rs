@@ -31,7 +31,8 @@ fn two_nodes_behind_haproxy_see_the_real_client() {
     let shared = tempfile::tempdir().unwrap();
     pki.write_root(&shared.path().join("upstream-root.pem"));
     let config = format!(
-        "[proxy]\nlisten = [\"127.0.0.1:0\"]\nconnect_ports = [{}]\nproxy_protocol = true\n\n\
+        "[proxy]\nlisten = [\"127.0.0.1:0\"]\nconnect_ports = [{}]\nproxy_protocol = true\n\
+         deny_destinations = []\n\n\
          [admin]\nlisten = \"\"\n\n[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\n\
          upstream_roots = [\"upstream-root.pem\"]\n\n[log]\naccess = \"access.log\"\n\n\
          [[ssl_rules]]\nname = \"office\"\nclients = [\"127.0.0.3\"]\naction = \"tunnel\"\n",

@@ -1,5 +1,6 @@
-//! HTTP inside a bump: one request hook for HTTP/1.1 and HTTP/2 alike. Each request is
-//! checked against the SNI (domain fronting), then relayed to the server over the one
+//! HTTP inside a bump: one request hook for HTTP/1.1 and HTTP/2 alike. Each request's
+//! framing and authority are checked, the authority against the SNI (domain fronting,
+//! [`decide_host`]), then it is relayed to the server over the one
 //! upstream connection of this bump (re-opened and re-verified if the server closes it),
 //! or answered with the block page. WebSocket upgrades become a raw relay after `101`.
 
@@ -13,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use sluice_policy::{same_domain, CertErrorPolicy, HostMismatch};
+use sluice_policy::{decide_host, CertErrorPolicy, HostDecision, HostFacts};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -38,8 +39,9 @@ pub(super) struct BumpedHttp {
     pub proxy: Arc<Proxy>,
     /// The connect record so far: per-request records copy its connection fields.
     pub template: Record,
-    /// The SNI, for the domain-fronting check.
+    /// The SNI and the CONNECT host, for the domain-fronting check.
     pub sni: Option<String>,
+    pub connect_host: String,
     /// For the HTTP rules: the client, and the server the connection reached.
     pub client: IpAddr,
     pub dest_ip: IpAddr,
@@ -51,13 +53,18 @@ pub(super) struct BumpedHttp {
 
 impl BumpedHttp {
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        let authority =
-            request_authority(&request).unwrap_or_else(|| self.default_authority.clone());
         let path = request
             .uri()
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
+        let decision = self.decide_host(&request);
+        let authority = match &decision {
+            Ok(HostDecision::Forward(authority) | HostDecision::Misdirected(authority)) => {
+                authority.to_string()
+            }
+            _ => self.default_authority.clone(),
+        };
         let url = forward::absolute_url("https", &authority, &path);
         let record = forward::http_record(&self.template, &request, url.clone());
         let block = |reason: BlockReason, detail: &str, status: StatusCode, record: Record| {
@@ -78,23 +85,22 @@ impl BumpedHttp {
             }
             Mode::Forward(link) => link,
         };
-        if let Some(sni) = &self.sni {
-            let host = authority_host(&authority);
-            if !same_domain(host, sni)
-                && self.proxy.config.settings.tls.on_host_mismatch == HostMismatch::Block
-            {
+        let host = match decision {
+            Ok(HostDecision::Forward(authority)) => authority.host,
+            Ok(HostDecision::Misdirected(authority)) => {
                 let detail = format!(
-                    "The request names {host}, but the secure connection was opened for {sni} (domain fronting)."
+                    "The request names {}, but the secure connection was opened for {} (domain fronting).",
+                    authority.host,
+                    self.tls_name()
                 );
-                return block(
-                    BlockReason::HostMismatch,
-                    &detail,
-                    StatusCode::MISDIRECTED_REQUEST,
-                    record,
-                );
+                let status = StatusCode::MISDIRECTED_REQUEST;
+                return block(BlockReason::HostMismatch, &detail, status, record);
             }
-        }
-        let host = authority_host(&authority).to_string();
+            Ok(HostDecision::BadRequest(error)) => {
+                return self.bad_request(record, error.as_str());
+            }
+            Err(kind) => return self.bad_request(record, kind),
+        };
         let info = RequestInfo::new(
             &request,
             self.client,
@@ -113,37 +119,34 @@ impl BumpedHttp {
         // this future while they wait for the next request.
         Box::pin(exchange(&self.proxy, record, info, request, upstream)).await
     }
-}
 
-/// `Host`, or the URI's authority (HTTP/2's `:authority`, absolute-form HTTP/1.1).
-fn request_authority<B>(request: &Request<B>) -> Option<String> {
-    request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            request
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-}
-
-/// The host of `host[:port]` or `[v6]:port`.
-fn authority_host(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
+    fn bad_request(&self, record: Record, kind: &str) -> Response<ProxyBody> {
+        let why = format!("bad request: {kind}");
+        forward::refuse_with(&self.proxy.log, record, StatusCode::BAD_REQUEST, kind, &why)
     }
-    authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                host
-            } else {
-                authority
-            }
-        })
+
+    /// The name the client's TLS connection was opened for: the SNI, or without one the
+    /// CONNECT host (SPEC §2.6).
+    fn tls_name(&self) -> &str {
+        self.sni.as_deref().unwrap_or(&self.connect_host)
+    }
+
+    /// The framing checks of every request (SPEC §9), then which authority the request
+    /// is for and whether it is the TLS connection's (§2.6). `Err`: the framing reason.
+    fn decide_host<B>(&self, request: &Request<B>) -> Result<HostDecision, &'static str> {
+        forward::check_framing(request)?;
+        let hosts = forward::host_headers(request);
+        let target = request.uri().authority().map(|a| a.as_str());
+        // An HTTP/1.0 request may name no host at all: it is for the connection's.
+        let target = target.or(hosts.is_empty().then_some(self.default_authority.as_str()));
+        Ok(decide_host(&HostFacts {
+            target,
+            host_headers: &hosts,
+            default_port: 443,
+            tls_name: Some(self.tls_name()),
+            on_mismatch: self.proxy.config.settings.tls.on_host_mismatch,
+        }))
+    }
 }
 
 /// The server's side of the link, in the protocol it selected.
@@ -248,10 +251,9 @@ fn to_http1<B>(request: &mut Request<B>, authority: &str, path: &str) -> Result<
         .parse::<Uri>()
         .map_err(|e| format!("bad request target: {e}"))?;
     *request.version_mut() = Version::HTTP_11;
-    if !request.headers().contains_key(HOST) {
-        let host = HeaderValue::from_str(authority).map_err(|e| format!("bad authority: {e}"))?;
-        request.headers_mut().insert(HOST, host);
-    }
+    // The target's authority, whatever the client wrote (SPEC §2.6).
+    let host = HeaderValue::from_str(authority).map_err(|e| format!("bad authority: {e}"))?;
+    request.headers_mut().insert(HOST, host);
     Ok(())
 }
 
@@ -309,18 +311,5 @@ impl Redial {
                 handshake(verified.stream, &self.proxy).await
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_host_of_an_authority_drops_the_port_and_brackets() {
-        assert_eq!(authority_host("example.com"), "example.com");
-        assert_eq!(authority_host("example.com:8443"), "example.com");
-        assert_eq!(authority_host("[2001:db8::1]:443"), "2001:db8::1");
-        assert_eq!(authority_host("[2001:db8::1]"), "2001:db8::1");
     }
 }

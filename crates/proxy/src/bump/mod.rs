@@ -37,8 +37,9 @@ use crate::block_page::BlockReason;
 use crate::context::Proxy;
 use crate::counting::{ByteCounts, Counted};
 use crate::forward;
-use crate::graceful::until_drained;
+use crate::graceful::{until_drained, Graceful};
 use crate::metrics::Phase;
+use crate::progress::{self, StreamTracker};
 use crate::read_ahead::ReadAhead;
 
 /// What the CONNECT flow learned, handed to bump.
@@ -278,14 +279,21 @@ async fn serve(
         extended_connect,
         server,
     } = unbox(established);
+    // An IPv6 CONNECT host needs its brackets back to be an authority.
+    let host = if server.contains(':') {
+        format!("[{server}]")
+    } else {
+        server.clone()
+    };
     let default_authority = match target.port {
-        443 => server.clone(),
-        port => format!("{server}:{port}"),
+        443 => host,
+        port => format!("{host}:{port}"),
     };
     let bumped = Arc::new(BumpedHttp {
         proxy: proxy.clone(),
         template: record.clone(),
         sni: target.sni.map(str::to_string),
+        connect_host: target.host.to_string(),
         client: record
             .client
             .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
@@ -294,9 +302,15 @@ async fn serve(
         default_authority,
         mode,
     });
+    let streams = StreamTracker::new();
+    let tracked = streams.clone();
     let service = service_fn(move |request| {
         let bumped = bumped.clone();
-        async move { Ok::<_, Infallible>(bumped.handle(request).await) }
+        let stream = tracked.open();
+        async move {
+            let response = bumped.handle(request).await;
+            Ok::<_, Infallible>(response.map(|body| progress::guarded(body, stream)))
+        }
     });
     let limits = &proxy.config.settings.limits;
     let io = TokioIo::new(client_tls);
@@ -307,7 +321,17 @@ async fn serve(
             http2.enable_connect_protocol();
         }
         let connection = http2.serve_connection(io, service);
-        until_drained(connection, draining).await
+        let connection = until_drained(connection, draining);
+        tokio::pin!(connection);
+        // Closed with GOAWAY once it carries no stream for idle_timeout (SPEC §2.6);
+        // streams still open then are served to their end.
+        tokio::select! {
+            served = connection.as_mut() => served,
+            () = streams.idle_for(limits.idle_timeout) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
     } else {
         let connection = forward::client_http1(limits)
             .serve_connection(io, service)

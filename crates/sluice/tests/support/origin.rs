@@ -120,7 +120,7 @@ impl Origin {
     }
 }
 
-fn tls_acceptor(leaf: Leaf, alpn: &[&str], client_ca: Option<Vec<u8>>) -> TlsAcceptor {
+pub fn tls_acceptor(leaf: Leaf, alpn: &[&str], client_ca: Option<Vec<u8>>) -> TlsAcceptor {
     let chain: Vec<CertificateDer<'static>> =
         leaf.chain.into_iter().map(CertificateDer::from).collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key));

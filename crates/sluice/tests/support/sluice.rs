@@ -42,6 +42,10 @@ pub struct SluiceConfig<'a> {
     pub limits: &'a str,
     /// Anything after: `[[ssl_rules]]`, `[categories]`.
     pub rest: &'a str,
+    /// Leave `proxy.deny_destinations` at its SPEC default, which denies loopback; by
+    /// default the tests write `deny_destinations = []`, since their origins listen on
+    /// 127.0.0.1.
+    pub default_deny_destinations: bool,
 }
 
 impl Sluice {
@@ -56,8 +60,13 @@ impl Sluice {
     /// The configuration file `start` writes for `config` (tests rewrite it to reload).
     pub fn config_text(config: &SluiceConfig<'_>) -> String {
         let ports: Vec<String> = config.connect_ports.iter().map(u16::to_string).collect();
+        let deny = if config.default_deny_destinations {
+            ""
+        } else {
+            "deny_destinations = []\n"
+        };
         format!(
-            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\nhosts_file = \"hosts\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\nhosts_file = \"hosts\"\n{deny}\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
              [tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\nupstream_roots = [\"upstream-root.pem\"]\n{}\n\n\
              [log]\naccess = \"access.log\"\nlevel = \"debug\"\n\n[limits]\n{}\n\n{}\n",
             config.listen.unwrap_or("127.0.0.1:0"),
