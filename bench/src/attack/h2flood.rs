@@ -201,11 +201,18 @@ async fn flood(
     }
     let continuation = frame(CONTINUATION, 0, 1, &continuation_payload());
     let mut sent = 0;
+    let mut stalled = false;
     while sent < max_frames && wire.running() && !reader.is_finished() {
-        if wr.write_all(&continuation).await.is_err() {
-            break;
+        // A proxy that stops reading without closing must not hold the worker forever.
+        let limit = STEP_TIMEOUT.min(wire.left() + Duration::from_secs(1));
+        match within(limit, wr.write_all(&continuation)).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(_)) => break,
+            Err(_) => {
+                stalled = wire.running();
+                break;
+            }
         }
-        sent += 1;
     }
     frames.fetch_add(u64::from(sent), Ordering::Relaxed);
     let wait = if wire.running() {
@@ -219,6 +226,10 @@ async fn flood(
         Err(_) if !wire.running() => {
             reader.abort();
             OPEN_AT_END.to_owned()
+        }
+        Err(_) if stalled => {
+            reader.abort();
+            format!("stopped reading after {sent} frames, no answer")
         }
         Err(_) => {
             reader.abort();
