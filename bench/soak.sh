@@ -105,7 +105,7 @@ make_files() {
   chmod -R a+rX "$W/certs"
   "$SLUICE" ca init --dir "$W/sluice-ca" > "$W/ca-init.log" 2>&1 \
     || { show_tail "$W/ca-init.log"; die "sluice ca init failed"; }
-  od -An -tx1 -N 6000 /dev/urandom | tr -d ' \n' | fold -w 12 | sed 's/^/r/; s/$/.bench.test/' > "$W/names.txt"
+  od -An -tx1 -N 6000 /dev/urandom | tr -d ' \n' | fold -w 12 | awk '{ print "r" $0 ".bench.test" }' > "$W/names.txt"
   [[ $(wc -l < "$W/names.txt") == 1000 ]] || die "could not make 1,000 random names"
   {
     printf '127.0.0.1 localhost\n127.0.0.1 bench.test tarpit.bench.test\n'
@@ -171,7 +171,6 @@ ca_cert = "$W/sluice-ca/ca.pem"
 ca_key = "$W/sluice-ca/ca-key.pem"
 default_action = "bump"
 upstream_roots = ["$W/certs/ca.pem"]
-learn_state = "$W/bypass.json"
 
 [anti_virus]
 engine = "none"
@@ -282,12 +281,17 @@ run_soak() {
 
 # RSS (MiB) and fds: min / median / max, and about ten samples spread over the run.
 resources_table() {
-  sort -n -k2 "$W/samples.tsv" | awk -F'\t' '
-    { rss[NR] = $2 } END {
-      if (NR == 0) { print "no samples"; exit }
-      printf "| sluice VmRSS | min %.1f MiB | median %.1f MiB | max %.1f MiB |\n",
-        rss[1] / 1024, rss[int((NR + 1) / 2)] / 1024, rss[NR] / 1024 }'
-  awk -F'\t' '$3 > max { max = $3 } END { printf "| sluice open fds | max %d | | |\n", max }' "$W/samples.tsv"
+  echo "| | min | median | max |"
+  echo "|---|---:|---:|---:|"
+  local col
+  for col in 2 3; do
+    cut -f "$col" "$W/samples.tsv" | sort -n | awk -v col="$col" '
+      { v[NR] = $1 } END {
+        if (NR == 0) { print "| no samples | | | |"; exit }
+        if (col == 2) printf "| sluice VmRSS | %.1f MiB | %.1f MiB | %.1f MiB |\n",
+          v[1] / 1024, v[int((NR + 1) / 2)] / 1024, v[NR] / 1024
+        else printf "| sluice open fds | %d | %d | %d |\n", v[1], v[int((NR + 1) / 2)], v[NR] }'
+  done
   echo
   echo "| time | VmRSS | open fds |"
   echo "|---:|---:|---:|"
@@ -316,8 +320,10 @@ sluice_log_summary() {
   ((n > 0)) || return 0
   echo
   echo '```'
+  # Without colours and timestamps, numbers folded, so that alike lines count together.
   grep -Ev '^sluice: (CA |trust |listening |stopped)' "$W/sluice.log" \
-    | sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -n 8
+    | sed -E $'s/\x1b\\[[0-9;]*m//g; s/^[0-9-]+T[0-9:.]+Z +//; s/[0-9]+/N/g' \
+    | sort | uniq -c | sort -rn | head -n 8
   echo '```'
 }
 
@@ -346,8 +352,9 @@ report() {
   echo
   echo "### sluice's memory and file descriptors (sampled every $SAMPLE s)"
   echo
-  echo "| | | | |"
-  echo "|---|---:|---:|---:|"
+  echo "The traffic stops at $MINUTES:00; the samples after it show sluice once the attacks"
+  echo "have stopped (the tarpit origin lives 20 s longer, then sluice is stopped)."
+  echo
   resources_table
   echo
   echo "### Normal traffic: $(normal_errors)"
