@@ -188,7 +188,7 @@ pub fn h2_label(err: &h2::Error) -> String {
     match err.reason() {
         Some(reason) if err.is_go_away() => format!("GOAWAY {reason:?}"),
         Some(reason) if err.is_reset() => format!("RST_STREAM {reason:?}"),
-        _ if err.is_io() => "connection closed".to_owned(),
+        _ if err.is_io() => "closed without GOAWAY".to_owned(),
         _ => format!("HTTP/2: {err}"),
     }
 }
