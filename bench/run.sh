@@ -268,7 +268,9 @@ log_summary() {
 }
 
 write_report() {
-  local table=$1 when=$2 elapsed=$3 f
+  local table=$1 when=$2 elapsed=$3 f soak=""
+  # bench/soak.sh keeps its section in the same file: carry it over.
+  [[ -f $OUT ]] && soak=$(awk '/^## / { keep = ($0 == "## Soak under attack") } keep' "$OUT")
   {
     echo "# sluice benchmark results"
     echo
@@ -342,6 +344,7 @@ write_report() {
     echo "  # … one such server block per name, h0002.bench.test … h2000.bench.test"
     echo "}"
     echo '```'
+    if [[ -n $soak ]]; then echo; echo "$soak"; fi
   } > "$OUT"
 }
 

@@ -1,11 +1,13 @@
 //! What the micro-benchmarks share: a deterministic generator, per-lookup timing in
 //! batches over several rounds, and a Markdown table of the figures; and the load
-//! generator of the proxy benchmark ([`loadgen`], the `loadgen` binary).
+//! generator of the proxy benchmark ([`loadgen`], the `loadgen` binary); and the attack
+//! generator of the soak under attack ([`attack`], the `attack` binary, `bench/soak.sh`).
 //!
 //! Figures are per lookup, one sample per batch of [`BATCH`] lookups; the lookups are run
 //! in [`ROUNDS`] rounds and the round with the lowest median is reported first: on a
 //! shared machine, neighbours only ever make a round slower.
 
+pub mod attack;
 pub mod loadgen;
 
 use std::hint::black_box;

@@ -11,9 +11,26 @@ const MAX_HEADERS: usize = 32;
 
 /// `CONNECT authority HTTP/1.1` with the same authority in `Host`.
 pub fn request(authority: &str) -> Box<[u8]> {
-    format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n")
+    request_as(authority, None)
+}
+
+/// [`request`], with `Proxy-Authorization: Basic` for `user:password` when given.
+pub fn request_as(authority: &str, credentials: Option<&str>) -> Box<[u8]> {
+    let auth = credentials.map_or_else(String::new, |c| {
+        format!("Proxy-Authorization: {}\r\n", basic(c))
+    });
+    format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n")
         .into_bytes()
         .into_boxed_slice()
+}
+
+/// The `Basic` value of a `Proxy-Authorization` header for `user:password`.
+pub fn basic(credentials: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
 }
 
 /// What the start of the proxy's reply says.
@@ -106,6 +123,14 @@ mod tests {
         assert_eq!(
             &*request("bench.test:8443"),
             b"CONNECT bench.test:8443 HTTP/1.1\r\nHost: bench.test:8443\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn credentials_go_in_proxy_authorization() {
+        assert_eq!(
+            &*request_as("a:1", Some("soak:pw")),
+            b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nProxy-Authorization: Basic c29hazpwdw==\r\n\r\n"
         );
     }
 

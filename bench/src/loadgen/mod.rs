@@ -11,20 +11,21 @@
 //! Layout: `cli` (options), `plan` (what the workers share), `session` (TCP, CONNECT,
 //! TLS, then HTTP), `connect`, `tls`, `http1`, `http2` and `buffer` (the pieces of a
 //! connection), `modes` (conns, requests, download, hold), `stats` (counting
-//! and the JSON report) and `certs` (the test PKI).
+//! and the JSON report) and `certs` (the test PKI). The attack generator of the soak
+//! ([`crate::attack`]) reuses the connection pieces.
 
-mod buffer;
+pub(crate) mod buffer;
 pub mod certs;
 pub mod cli;
-mod connect;
-mod error;
-mod http1;
+pub(crate) mod connect;
+pub(crate) mod error;
+pub(crate) mod http1;
 mod http2;
 mod modes;
 mod plan;
 mod session;
 pub mod stats;
-mod tls;
+pub(crate) mod tls;
 
 pub use modes::LoadMode;
 
