@@ -149,16 +149,14 @@ EOF
 }
 
 # sluice: bump everything, users file with one user, access log to a file. Origins are
-# on loopback, which proxy.deny_destinations refuses by default (SPEC §5): the key is
-# emptied when this sluice knows it (it came with issue 13).
+# on loopback, which proxy.deny_destinations refuses by default (SPEC §5), so it is emptied.
 write_sluice_conf() {
-  local deny=$1
   cat > "$W/sluice.toml" <<EOF
 # sluice for bench/soak.sh (generated)
 [proxy]
 listen = ["127.0.0.1:$SLUICE_PORT"]
-connect_ports = [$ORIGIN_PORT, $TARPIT_PORT]${deny:+
-deny_destinations = []}
+connect_ports = [$ORIGIN_PORT, $TARPIT_PORT]
+deny_destinations = []
 
 [admin]
 listen = ""
@@ -187,14 +185,9 @@ EOF
 configure_sluice() {
   install -m 600 /dev/null "$W/users"
   PASSWORD=$(od -An -tx1 -N 12 /dev/urandom | tr -d ' \n')
-  write_sluice_conf 1
-  if ! "$SLUICE" check -c "$W/sluice.toml" > "$W/check.log" 2>&1; then
-    grep -q deny_destinations "$W/check.log" || { show_tail "$W/check.log"; die "sluice check refused $W/sluice.toml"; }
-    warn "this sluice has no proxy.deny_destinations (issue 13): configured without it"
-    write_sluice_conf ""
-    "$SLUICE" check -c "$W/sluice.toml" > "$W/check.log" 2>&1 \
-      || { show_tail "$W/check.log"; die "sluice check refused $W/sluice.toml"; }
-  fi
+  write_sluice_conf
+  "$SLUICE" check -c "$W/sluice.toml" > "$W/check.log" 2>&1 \
+    || { show_tail "$W/check.log"; die "sluice check refused $W/sluice.toml"; }
   printf '%s\n' "$PASSWORD" | "$SLUICE" user add -c "$W/sluice.toml" "$USER_NAME" > "$W/user-add.log" 2>&1 \
     || { show_tail "$W/user-add.log"; die "sluice user add failed"; }
 }
