@@ -155,7 +155,7 @@ impl Proxy {
         let untrusted_ca =
             CertificateAuthority::generate("sluice untrusted CA", KeyKind::EcdsaP256)
                 .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
-        let verifier = UpstreamVerifier::new(&tls.upstream_roots)
+        let verifier = UpstreamVerifier::new(&tls.upstream_roots, &tls.crl_files)
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
         let mut upstream_tls = (*verifier.client_config(Vec::new())).clone();
         upstream_tls.client_auth_cert_resolver = Arc::new(CertificateRequestSeen);

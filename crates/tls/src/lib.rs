@@ -4,6 +4,7 @@
 //!
 //! Must not depend on the proxy's data path or on the policy crate.
 
+pub mod aia;
 pub mod ca;
 pub mod client_hello;
 pub mod crypto;

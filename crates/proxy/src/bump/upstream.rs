@@ -312,7 +312,7 @@ mod tests {
     // that order, and each configuration must offer its own protocols.
     #[test]
     fn each_alpn_offer_gets_its_own_configuration() {
-        let verifier = sluice_tls::verify::UpstreamVerifier::new(&[]).unwrap();
+        let verifier = sluice_tls::verify::UpstreamVerifier::new(&[], &[]).unwrap();
         let configs = UpstreamConfigs::new(&verifier.client_config(Vec::new()));
         for (index, offer) in AlpnOffer::ALL.into_iter().enumerate() {
             assert_eq!(offer as usize, index, "{offer:?}");

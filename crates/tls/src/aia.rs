@@ -1,0 +1,213 @@
+//! Missing intermediates (SPEC §11, "Upstream trust as browsers do it"): where a
+//! certificate says its issuer can be fetched (the Authority Information Access
+//! `caIssuers` URL), and what such a fetch answered (one DER certificate, or a PKCS#7
+//! "certs-only" bundle). Pure: the data path does the fetching.
+
+use rustls_pki_types::CertificateDer;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS;
+
+/// The `http://` `caIssuers` URLs of a certificate, in its order. Other schemes (ldap,
+/// https, which would need the very trust being established) are left out.
+pub fn ca_issuers_urls(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let mut urls = Vec::new();
+    for extension in cert.extensions() {
+        let ParsedExtension::AuthorityInfoAccess(access) = extension.parsed_extension() else {
+            continue;
+        };
+        for description in access.iter() {
+            if description.access_method != OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS {
+                continue;
+            }
+            if let GeneralName::URI(uri) = description.access_location {
+                if uri.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) {
+                    urls.push(uri.to_string());
+                }
+            }
+        }
+    }
+    urls
+}
+
+/// The certificates in a `caIssuers` answer: a single DER certificate, or the
+/// `certificates` of a PKCS#7 SignedData (RFC 5280 §4.2.2.1 allows both). Anything else
+/// is no certificate at all.
+pub fn parse_issuers(body: &[u8]) -> Vec<CertificateDer<'static>> {
+    if x509_parser::parse_x509_certificate(body).is_ok_and(|(rest, _)| rest.is_empty()) {
+        return vec![CertificateDer::from(body.to_vec())];
+    }
+    pkcs7_certificates(body).unwrap_or_default()
+}
+
+const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+const OID: u8 = 0x06;
+const CONTEXT_0: u8 = 0xa0;
+/// 1.2.840.113549.1.7.2, id-signedData.
+const SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
+
+/// ContentInfo { id-signedData, [0] SignedData { version, digestAlgorithms SET,
+/// encapContentInfo, [0] IMPLICIT certificates, … } } (RFC 5652 §5.1).
+fn pkcs7_certificates(body: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+    let (content_info, _) = Tlv::read(body, SEQUENCE)?;
+    let (oid, rest) = Tlv::read(content_info.value, OID)?;
+    if oid.value != SIGNED_DATA {
+        return None;
+    }
+    let (explicit, _) = Tlv::read(rest, CONTEXT_0)?;
+    let (signed_data, _) = Tlv::read(explicit.value, SEQUENCE)?;
+    let (_version, rest) = Tlv::read(signed_data.value, 0x02)?;
+    let (_digests, rest) = Tlv::read(rest, SET)?;
+    let (_content, rest) = Tlv::read(rest, SEQUENCE)?;
+    let (certificates, _) = Tlv::read(rest, CONTEXT_0)?;
+    let mut certs = Vec::new();
+    let mut rest = certificates.value;
+    while !rest.is_empty() {
+        let (cert, after) = Tlv::read(rest, SEQUENCE)?;
+        if x509_parser::parse_x509_certificate(cert.whole).is_ok() {
+            certs.push(CertificateDer::from(cert.whole.to_vec()));
+        }
+        rest = after;
+    }
+    Some(certs)
+}
+
+/// One DER element: its value and its whole encoding.
+struct Tlv<'a> {
+    value: &'a [u8],
+    whole: &'a [u8],
+}
+
+impl<'a> Tlv<'a> {
+    /// Reads an element with tag `tag` (definite lengths only, as DER requires) and
+    /// returns it with what follows it.
+    fn read(input: &'a [u8], tag: u8) -> Option<(Tlv<'a>, &'a [u8])> {
+        let (&first, rest) = input.split_first()?;
+        if first != tag {
+            return None;
+        }
+        let (&len_byte, rest) = rest.split_first()?;
+        let (len, rest) = if len_byte < 0x80 {
+            (usize::from(len_byte), rest)
+        } else {
+            let count = usize::from(len_byte & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let (len_bytes, rest) = rest.split_at(count);
+            let len = len_bytes
+                .iter()
+                .fold(0_usize, |len, b| (len << 8) | usize::from(*b));
+            (len, rest)
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let header = input.len() - rest.len();
+        let (value, after) = rest.split_at(len);
+        Some((
+            Tlv {
+                value,
+                whole: &input[..header + len],
+            },
+            after,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use rcgen::{CertificateParams, CustomExtension, KeyPair};
+
+    /// A self-signed certificate whose AIA lists `urls` as caIssuers.
+    fn cert_with_ca_issuers(urls: &[&str]) -> Vec<u8> {
+        let mut descriptions = Vec::new();
+        for url in urls {
+            let method = der(OID, &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02]);
+            let location = der(0x86, url.as_bytes());
+            descriptions.extend(der(SEQUENCE, &[method, location].concat()));
+        }
+        let aia = der(SEQUENCE, &descriptions);
+        let mut params = CertificateParams::new(vec!["leaf.test".into()]).unwrap();
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            aia,
+        )];
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn der(tag: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        if value.len() < 0x80 {
+            out.push(value.len() as u8);
+        } else {
+            out.push(0x82);
+            out.extend((value.len() as u16).to_be_bytes());
+        }
+        out.extend(value);
+        out
+    }
+
+    fn pkcs7(certs: &[&[u8]]) -> Vec<u8> {
+        let signed_data = [
+            der(0x02, &[1]),
+            der(SET, &[]),
+            der(SEQUENCE, &der(OID, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01])),
+            der(CONTEXT_0, &certs.concat()),
+            der(SET, &[]),
+        ]
+        .concat();
+        der(
+            SEQUENCE,
+            &[
+                der(OID, SIGNED_DATA),
+                der(CONTEXT_0, &der(SEQUENCE, &signed_data)),
+            ]
+            .concat(),
+        )
+    }
+
+    #[test]
+    fn only_http_ca_issuers_urls_are_taken() {
+        let cert = cert_with_ca_issuers(&[
+            "ldap://ldap.test/cn=ca",
+            "http://aia.test/int.der",
+            "https://aia.test/int.der",
+            "HTTP://aia.test/other.p7c",
+        ]);
+        assert_eq!(
+            ca_issuers_urls(&cert),
+            ["http://aia.test/int.der", "HTTP://aia.test/other.p7c"]
+        );
+        assert!(ca_issuers_urls(&cert_with_ca_issuers(&[])).is_empty());
+        assert!(ca_issuers_urls(b"garbage").is_empty());
+    }
+
+    #[test]
+    fn der_and_pkcs7_answers_are_read() {
+        let a = cert_with_ca_issuers(&[]);
+        let b = cert_with_ca_issuers(&["http://x.test/"]);
+        assert_eq!(parse_issuers(&a), [CertificateDer::from(a.clone())]);
+        assert_eq!(
+            parse_issuers(&pkcs7(&[&a, &b])),
+            [CertificateDer::from(a.clone()), CertificateDer::from(b)]
+        );
+    }
+
+    #[test]
+    fn garbage_answers_are_no_certificate() {
+        let a = cert_with_ca_issuers(&[]);
+        let mut trailing = a.clone();
+        trailing.push(0);
+        let truncated = &pkcs7(&[&a])[..40];
+        for body in [&b""[..], b"<html>not found</html>", &trailing, truncated, &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]] {
+            assert!(parse_issuers(body).is_empty(), "{body:?}");
+        }
+    }
+}
