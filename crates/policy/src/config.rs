@@ -52,8 +52,7 @@ impl Config {
         display_name: &str,
         base_dir: &Path,
     ) -> Result<Config, Vec<ConfigError>> {
-        let (mut raw, shape_errors) =
-            recover::deserialize_all::<RawConfig>(text, display_name)?;
+        let (mut raw, shape_errors) = recover::deserialize_all::<RawConfig>(text, display_name)?;
         let mut diag = Diagnostics::new(display_name, text);
         diag.extend(shape_errors);
         let proxy_protocol = raw.proxy.proxy_protocol.unwrap_or(false);

@@ -23,7 +23,10 @@ pub fn ca_issuers_urls(der: &[u8]) -> Vec<String> {
                 continue;
             }
             if let GeneralName::URI(uri) = description.access_location {
-                if uri.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) {
+                if uri
+                    .get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+                {
                     urls.push(uri.to_string());
                 }
             }
@@ -158,7 +161,10 @@ mod tests {
         let signed_data = [
             der(0x02, &[1]),
             der(SET, &[]),
-            der(SEQUENCE, &der(OID, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01])),
+            der(
+                SEQUENCE,
+                &der(OID, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01]),
+            ),
             der(CONTEXT_0, &certs.concat()),
             der(SET, &[]),
         ]
@@ -206,7 +212,13 @@ mod tests {
         let mut trailing = a.clone();
         trailing.push(0);
         let truncated = &pkcs7(&[&a])[..40];
-        for body in [&b""[..], b"<html>not found</html>", &trailing, truncated, &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]] {
+        for body in [
+            &b""[..],
+            b"<html>not found</html>",
+            &trailing,
+            truncated,
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+        ] {
             assert!(parse_issuers(body).is_empty(), "{body:?}");
         }
     }

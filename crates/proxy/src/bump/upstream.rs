@@ -153,8 +153,9 @@ pub(super) async fn handshake(
     let session = stream.get_ref().1;
     let certs = session.peer_certificates().unwrap_or_default();
     let outcome = proxy
-        .verifier
-        .classify(certs, &server_name, UnixTime::now());
+        .issuers
+        .classify(&proxy.verifier, certs, &server_name)
+        .await;
     Ok(Verified {
         leaf: certs.first().map(|c| c.as_ref().to_vec()),
         alpn: session.alpn_protocol().map(<[u8]>::to_vec),
