@@ -292,3 +292,178 @@ fn pkcs7(cert: &[u8]) -> Vec<u8> {
     ]);
     out.stdout
 }
+
+/// A shell command in `dir`, which must succeed.
+fn sh(dir: &std::path::Path, script: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-ec", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A PKI made with openssl in `dir`: `ca.pem`/`ca.key` (P-256), leaves `good` and
+/// `revoked` for bump.test, a CA `stranger`, and OCSP responses made by `openssl ocsp`
+/// from an index in which `revoked` is revoked: `good.ocsp`, `revoked.ocsp` (signed by
+/// the CA), `forged.ocsp` (`good` said revoked by the stranger).
+fn ocsp_pki(dir: &std::path::Path) {
+    sh(
+        dir,
+        r#"
+ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key \
+  -out $1.pem -subj "/CN=$1 OCSP test CA" -days 30 \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null; }
+ca ca; ca stranger
+printf 'subjectAltName=DNS:bump.test,DNS:localhost\n' > ext.cnf
+for leaf in good revoked; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $leaf.key \
+    -out $leaf.csr -subj /CN=bump.test 2>/dev/null
+  openssl x509 -req -in $leaf.csr -CA ca.pem -CAkey ca.key -set_serial 0x$(openssl rand -hex 8) \
+    -days 30 -extfile ext.cnf -out $leaf.pem 2>/dev/null
+  cat $leaf.pem ca.pem > $leaf-chain.pem
+done
+serial() { openssl x509 -in $1.pem -noout -serial | cut -d= -f2; }
+expiry=$(date -u -d '+30 days' +%y%m%d%H%M%SZ)
+revoked_at=$(date -u -d '-1 hour' +%y%m%d%H%M%SZ)
+printf 'V\t%s\t\t%s\tunknown\t/CN=bump.test\n' $expiry $(serial good) > index.txt
+printf 'R\t%s\t%s\t%s\tunknown\t/CN=bump.test\n' $expiry $revoked_at $(serial revoked) >> index.txt
+printf 'R\t%s\t%s\t%s\tunknown\t/CN=bump.test\n' $expiry $revoked_at $(serial good) > forged.txt
+respond() { # leaf, signer, index, output
+  openssl ocsp -issuer ca.pem -cert $1.pem -reqout $1.req -no_nonce 2>/dev/null
+  openssl ocsp -index $3 -rsigner $2.pem -rkey $2.key -CA ca.pem -reqin $1.req \
+    -respout $4 -ndays 1 2>/dev/null
+}
+respond good ca index.txt good.ocsp
+respond revoked ca index.txt revoked.ocsp
+respond good stranger forged.txt forged.ocsp
+"#,
+    );
+}
+
+/// nginx on loopback serving `cert` (PEM chain) with `ssl_stapling_file`, killed by PID
+/// when dropped.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(pki_dir: &std::path::Path, cert: &str, staple: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let p = |name: &str| pki_dir.join(name).display().to_string();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid nginx.pid;\nerror_log stderr;\nevents {{}}\n\
+             http {{\n access_log off;\n server {{\n  listen 127.0.0.1:{port} ssl;\n  \
+             ssl_certificate {};\n  ssl_certificate_key {};\n  ssl_stapling on;\n  \
+             ssl_stapling_file {};\n  location / {{ return 200 \"{HELLO}\"; }}\n }}\n}}\n",
+            p(&format!("{cert}-chain.pem")),
+            p(&format!("{cert}.key")),
+            p(staple),
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = std::process::Command::new("nginx")
+            .args([
+                "-p",
+                &dir.path().display().to_string(),
+                "-c",
+                "nginx.conf",
+                "-e",
+                "stderr",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts (apt-get install nginx)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Nginx {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("nginx did not listen on {port}");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// A stapled OCSP response (made by `openssl ocsp`, served by nginx's ssl_stapling_file)
+// that says the leaf is revoked blocks it as `revoked`, counted in the metric; a good
+// one passes; a "revoked" signed by another CA is not believed.
+#[test]
+fn a_stapled_ocsp_response_saying_revoked_is_revoked() {
+    let pki = TestPki::new();
+    let pki_dir = tempfile::tempdir().unwrap();
+    ocsp_pki(pki_dir.path());
+    let revoked = Nginx::start(pki_dir.path(), "revoked", "revoked.ocsp");
+    let good = Nginx::start(pki_dir.path(), "good", "good.ocsp");
+    let forged = Nginx::start(pki_dir.path(), "good", "forged.ocsp");
+    let ports = [revoked.port, good.port, forged.port];
+    let config = Sluice::config_text(&SluiceConfig {
+        connect_ports: &ports,
+        ..Default::default()
+    })
+    .replace(
+        "upstream_roots = [\"upstream-root.pem\"]",
+        "upstream_roots = [\"upstream-root.pem\", \"ocsp-root.pem\"]",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        pki_dir.path().join("ca.pem"),
+        dir.path().join("ocsp-root.pem"),
+    )
+    .unwrap();
+    let sluice = Sluice::start_in(&pki, dir, &config);
+    let get_port = |port: u16| {
+        fetch(
+            &sluice.proxy_url(),
+            "bump.test",
+            port,
+            "/hello",
+            &sluice.ca_path(),
+            &[],
+        )
+    };
+
+    assert_blocked_as(&get_port(revoked.port), "revoked");
+    let out = get_port(good.port);
+    assert_eq!(
+        (out.status, out.body.as_slice()),
+        (200, HELLO.as_bytes()),
+        "{}",
+        out.stderr
+    );
+    let out = get_port(forged.port);
+    assert_eq!(
+        out.status, 200,
+        "a forged staple is ignored: {}",
+        out.stderr
+    );
+    // The revoked leaf stays refused on a resumed session, which carries no staple.
+    assert_blocked_as(&get_port(revoked.port), "revoked");
+
+    let metrics = curl(&[&format!(
+        "http://{}/metrics",
+        sluice.admin.expect("the admin endpoint is on")
+    )]);
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains("sluice_handshake_failures_total{side=\"upstream\",kind=\"revoked\"} 2"),
+        "{metrics}"
+    );
+}

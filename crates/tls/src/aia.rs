@@ -7,6 +7,8 @@ use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS;
 
+use crate::der::{Tlv, CONTEXT_0, OID, SEQUENCE, SET};
+
 /// The `http://` `caIssuers` URLs of a certificate, in its order. Other schemes (ldap,
 /// https, which would need the very trust being established) are left out.
 pub fn ca_issuers_urls(der: &[u8]) -> Vec<String> {
@@ -45,10 +47,6 @@ pub fn parse_issuers(body: &[u8]) -> Vec<CertificateDer<'static>> {
     pkcs7_certificates(body).unwrap_or_default()
 }
 
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const OID: u8 = 0x06;
-const CONTEXT_0: u8 = 0xa0;
 /// 1.2.840.113549.1.7.2, id-signedData.
 const SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
 
@@ -76,49 +74,6 @@ fn pkcs7_certificates(body: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
         rest = after;
     }
     Some(certs)
-}
-
-/// One DER element: its value and its whole encoding.
-struct Tlv<'a> {
-    value: &'a [u8],
-    whole: &'a [u8],
-}
-
-impl<'a> Tlv<'a> {
-    /// Reads an element with tag `tag` (definite lengths only, as DER requires) and
-    /// returns it with what follows it.
-    fn read(input: &'a [u8], tag: u8) -> Option<(Tlv<'a>, &'a [u8])> {
-        let (&first, rest) = input.split_first()?;
-        if first != tag {
-            return None;
-        }
-        let (&len_byte, rest) = rest.split_first()?;
-        let (len, rest) = if len_byte < 0x80 {
-            (usize::from(len_byte), rest)
-        } else {
-            let count = usize::from(len_byte & 0x7f);
-            if count == 0 || count > 4 || rest.len() < count {
-                return None;
-            }
-            let (len_bytes, rest) = rest.split_at(count);
-            let len = len_bytes
-                .iter()
-                .fold(0_usize, |len, b| (len << 8) | usize::from(*b));
-            (len, rest)
-        };
-        if rest.len() < len {
-            return None;
-        }
-        let header = input.len() - rest.len();
-        let (value, after) = rest.split_at(len);
-        Some((
-            Tlv {
-                value,
-                whole: &input[..header + len],
-            },
-            after,
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -8,5 +8,7 @@ pub mod aia;
 pub mod ca;
 pub mod client_hello;
 pub mod crypto;
+mod der;
 pub mod mint;
+pub mod ocsp;
 pub mod verify;

@@ -15,7 +15,8 @@
 //! the public key of the leaf it presented (the real webpki implementations), so the
 //! server proves it holds that leaf's key, and `classify` judges the same leaf.
 //!
-//! Revocation: the CRLs of `tls.crl_files`. Not checked: certificate transparency.
+//! Revocation: the CRLs of `tls.crl_files`, and a stapled OCSP response
+//! ([`UpstreamVerifier::check_staple`]). Not checked: certificate transparency.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 
+use crate::ocsp::{stapled_status, CertStatus, IssuerKey};
+
 /// Why an upstream certificate is not valid, in the SPEC's words (§2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CertErrorKind {
@@ -46,7 +49,8 @@ pub enum CertErrorKind {
     NameMismatch,
     /// A signature in the chain is invalid or uses an unsupported algorithm.
     BadSignature,
-    /// A certificate of the chain is revoked (a CRL of `tls.crl_files`).
+    /// A certificate of the chain is revoked (a CRL of `tls.crl_files`, or the leaf by
+    /// the server's stapled OCSP response).
     Revoked,
     /// Anything else: malformed certificate, wrong key usage, no certificate…
     Other,
@@ -159,6 +163,9 @@ pub struct UpstreamVerifier {
     /// Recent verdicts, by chain and name: a server that is connected to again (a
     /// resumed session presents the same chain) is not verified again for a while.
     verdicts: moka::sync::Cache<[u8; 32], Verdict>,
+    /// Leaves a believed stapled OCSP response said were revoked, by fingerprint: a
+    /// resumed session, which carries no staple, is still refused.
+    revoked: moka::sync::Cache<[u8; 32], ()>,
 }
 
 impl std::fmt::Debug for UpstreamVerifier {
@@ -173,6 +180,9 @@ impl std::fmt::Debug for UpstreamVerifier {
 /// How long a verdict on a chain is reused: an expiry, or a changed chain, is noticed
 /// at most this late.
 const VERDICT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a leaf that a staple said was revoked stays refused without a staple.
+const REVOKED_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Chains and names whose verdicts are kept.
 const VERDICTS_KEPT: u64 = 10_000;
@@ -215,6 +225,10 @@ impl UpstreamVerifier {
             verdicts: moka::sync::Cache::builder()
                 .max_capacity(VERDICTS_KEPT)
                 .time_to_live(VERDICT_TTL)
+                .build(),
+            revoked: moka::sync::Cache::builder()
+                .max_capacity(VERDICTS_KEPT)
+                .time_to_live(REVOKED_TTL)
                 .build(),
         }))
     }
@@ -265,6 +279,58 @@ impl UpstreamVerifier {
                 kind => kind,
             }
         })
+    }
+
+    /// What the server's stapled OCSP response (`staple`, empty when none) says of the
+    /// leaf of `certs`: `revoked` when a response signed by the leaf's issuer (from the
+    /// chain or the roots) or its delegated responder, fresh, says so; or when such a
+    /// response said so earlier. A staple that cannot be believed is ignored, as
+    /// browsers do.
+    pub fn check_staple(
+        &self,
+        certs: &[CertificateDer<'_>],
+        staple: &[u8],
+        now: UnixTime,
+    ) -> Result<(), CertErrorKind> {
+        let Some(leaf) = certs.first() else {
+            return Ok(());
+        };
+        let fingerprint = cert_sha256(leaf);
+        if self.revoked.contains_key(&fingerprint) {
+            return Err(CertErrorKind::Revoked);
+        }
+        if staple.is_empty() {
+            return Ok(());
+        }
+        let parsed: Vec<_> = certs[1..]
+            .iter()
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, cert)| cert)
+            .collect();
+        let mut issuers: Vec<IssuerKey<'_>> = parsed
+            .iter()
+            .filter_map(|cert| {
+                Some(IssuerKey {
+                    subject: crate::ocsp::contents(cert.subject().as_raw())?,
+                    spki: crate::ocsp::contents(cert.public_key().raw)?,
+                })
+            })
+            .collect();
+        issuers.extend(self.roots.roots.iter().map(|anchor| IssuerKey {
+            subject: anchor.subject.as_ref(),
+            spki: anchor.subject_public_key_info.as_ref(),
+        }));
+        match stapled_status(staple, leaf, &issuers, self.algorithms.all, now) {
+            Ok(CertStatus::Revoked) => {
+                self.revoked.insert(fingerprint, ());
+                Err(CertErrorKind::Revoked)
+            }
+            Ok(_) => Ok(()),
+            Err(why) => {
+                tracing::debug!(why, "stapled OCSP response ignored");
+                Ok(())
+            }
+        }
     }
 
     /// The verifier that [`client_config`](Self::client_config)'s handshakes use

@@ -152,10 +152,12 @@ pub(super) async fn handshake(
     };
     let session = stream.get_ref().1;
     let certs = session.peer_certificates().unwrap_or_default();
+    let staple = std::mem::take(&mut *lock(&seen.staple));
     let outcome = proxy
         .issuers
         .classify(&proxy.verifier, certs, &server_name)
-        .await;
+        .await
+        .and_then(|()| proxy.verifier.check_staple(certs, &staple, UnixTime::now()));
     Ok(Verified {
         leaf: certs.first().map(|c| c.as_ref().to_vec()),
         alpn: session.alpn_protocol().map(<[u8]>::to_vec),
@@ -193,6 +195,8 @@ struct HandshakeSeen {
     certificate_requested: AtomicBool,
     /// The chain the server presented (leaf first).
     chain: Mutex<Vec<CertificateDer<'static>>>,
+    /// The OCSP response the server stapled (empty when none).
+    staple: Mutex<Vec<u8>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -244,6 +248,7 @@ impl ServerCertVerifier for ChainSeen {
                 .chain(intermediates)
                 .map(|cert| cert.clone().into_owned())
                 .collect();
+            *lock(&seen.staple) = ocsp_response.to_vec();
         });
         self.0
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
