@@ -368,7 +368,7 @@ impl Nginx {
             p(staple),
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = std::process::Command::new("nginx")
+        let mut child = std::process::Command::new("nginx")
             .args([
                 "-p",
                 &dir.path().display().to_string(),
@@ -391,6 +391,8 @@ impl Nginx {
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("nginx did not listen on {port}");
     }
 }

@@ -1094,7 +1094,8 @@ mod tests {
         for file in [pem_file, der_file] {
             let verifier = UpstreamVerifier::new(std::slice::from_ref(&roots), &[file]).unwrap();
             let now = UnixTime::now();
-            let classify = |leaf: &Leaf| verifier.classify(&[leaf.der.clone()], &dns(NAME), now);
+            let classify =
+                |leaf: &Leaf| verifier.classify(std::slice::from_ref(&leaf.der), &dns(NAME), now);
             assert_eq!(classify(&revoked), Err(CertErrorKind::Revoked));
             assert_eq!(classify(&good), Ok(()));
         }
