@@ -310,7 +310,9 @@ fn sh(dir: &std::path::Path, script: &str) {
 /// A PKI made with openssl in `dir`: `ca.pem`/`ca.key` (P-256), leaves `good` and
 /// `revoked` for bump.test, a CA `stranger`, and OCSP responses made by `openssl ocsp`
 /// from an index in which `revoked` is revoked: `good.ocsp`, `revoked.ocsp` (signed by
-/// the CA), `forged.ocsp` (`good` said revoked by the stranger).
+/// the CA), `forged.ocsp` (`good` said revoked by the stranger), `delegated.ocsp`
+/// (leaf `delegated` revoked, signed by a responder the CA delegated), `impostor.ocsp`
+/// (`good` said revoked by a certificate of the CA not delegated for OCSP).
 fn ocsp_pki(dir: &std::path::Path) {
     sh(
         dir,
@@ -320,7 +322,7 @@ ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -key
   -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null; }
 ca ca; ca stranger
 printf 'subjectAltName=DNS:bump.test,DNS:localhost\n' > ext.cnf
-for leaf in good revoked; do
+for leaf in good revoked delegated; do
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $leaf.key \
     -out $leaf.csr -subj /CN=bump.test 2>/dev/null
   openssl x509 -req -in $leaf.csr -CA ca.pem -CAkey ca.key -set_serial 0x$(openssl rand -hex 8) \
@@ -332,6 +334,16 @@ expiry=$(date -u -d '+30 days' +%y%m%d%H%M%SZ)
 revoked_at=$(date -u -d '-1 hour' +%y%m%d%H%M%SZ)
 printf 'V\t%s\t\t%s\tunknown\t/CN=bump.test\n' $expiry $(serial good) > index.txt
 printf 'R\t%s\t%s\t%s\tunknown\t/CN=bump.test\n' $expiry $revoked_at $(serial revoked) >> index.txt
+printf 'R\t%s\t%s\t%s\tunknown\t/CN=bump.test\n' $expiry $revoked_at $(serial delegated) >> index.txt
+# Responders the CA signed: one delegated (extended key usage OCSPSigning), one not.
+for responder in responder impostor; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $responder.key \
+    -out $responder.csr -subj "/CN=$responder" 2>/dev/null
+  [ $responder = responder ] && printf 'extendedKeyUsage=OCSPSigning\n' > $responder.ext \
+    || printf 'extendedKeyUsage=serverAuth\n' > $responder.ext
+  openssl x509 -req -in $responder.csr -CA ca.pem -CAkey ca.key -set_serial 0x$(openssl rand -hex 8) \
+    -days 30 -extfile $responder.ext -out $responder.pem 2>/dev/null
+done
 printf 'R\t%s\t%s\t%s\tunknown\t/CN=bump.test\n' $expiry $revoked_at $(serial good) > forged.txt
 respond() { # leaf, signer, index, output
   openssl ocsp -issuer ca.pem -cert $1.pem -reqout $1.req -no_nonce 2>/dev/null
@@ -341,12 +353,14 @@ respond() { # leaf, signer, index, output
 respond good ca index.txt good.ocsp
 respond revoked ca index.txt revoked.ocsp
 respond good stranger forged.txt forged.ocsp
+respond delegated responder index.txt delegated.ocsp
+respond good impostor forged.txt impostor.ocsp
 "#,
     );
 }
 
-/// nginx on loopback serving `cert` (PEM chain) with `ssl_stapling_file`, killed by PID
-/// when dropped.
+/// nginx on loopback serving `cert` (`CERT-chain.pem`, `CERT.key`), stapling the OCSP
+/// response in `staple` (`ssl_stapling_file`), killed by PID when dropped.
 struct Nginx {
     child: std::process::Child,
     port: u16,
@@ -354,18 +368,21 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(pki_dir: &std::path::Path, cert: &str, staple: &str) -> Nginx {
+    fn start(pki_dir: &std::path::Path, cert: &str, staple: Option<&str>) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let p = |name: &str| pki_dir.join(name).display().to_string();
+        let stapling = match staple {
+            None => String::new(),
+            Some(file) => format!("ssl_stapling on; ssl_stapling_file {};", p(file)),
+        };
         let conf = format!(
             "daemon off;\nmaster_process off;\npid nginx.pid;\nerror_log stderr;\nevents {{}}\n\
              http {{\n access_log off;\n server {{\n  listen 127.0.0.1:{port} ssl;\n  \
-             ssl_certificate {};\n  ssl_certificate_key {};\n  ssl_stapling on;\n  \
-             ssl_stapling_file {};\n  location / {{ return 200 \"{HELLO}\"; }}\n }}\n}}\n",
+             ssl_certificate {};\n  ssl_certificate_key {};\n  {stapling}\n  \
+             location / {{ return 200 \"{HELLO}\"; }}\n }}\n}}\n",
             p(&format!("{cert}-chain.pem")),
             p(&format!("{cert}.key")),
-            p(staple),
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let mut child = std::process::Command::new("nginx")
@@ -405,17 +422,26 @@ impl Drop for Nginx {
 }
 
 // A stapled OCSP response (made by `openssl ocsp`, served by nginx's ssl_stapling_file)
-// that says the leaf is revoked blocks it as `revoked`, counted in the metric; a good
-// one passes; a "revoked" signed by another CA is not believed.
+// that says the leaf is revoked blocks it as `revoked` (signed by the CA, or by a
+// responder it delegated), counted in the metric; a good one passes; a "revoked" signed
+// by another CA, or by a certificate of the CA not delegated for OCSP, is not believed.
 #[test]
 fn a_stapled_ocsp_response_saying_revoked_is_revoked() {
     let pki = TestPki::new();
     let pki_dir = tempfile::tempdir().unwrap();
     ocsp_pki(pki_dir.path());
-    let revoked = Nginx::start(pki_dir.path(), "revoked", "revoked.ocsp");
-    let good = Nginx::start(pki_dir.path(), "good", "good.ocsp");
-    let forged = Nginx::start(pki_dir.path(), "good", "forged.ocsp");
-    let ports = [revoked.port, good.port, forged.port];
+    let revoked = Nginx::start(pki_dir.path(), "revoked", Some("revoked.ocsp"));
+    let good = Nginx::start(pki_dir.path(), "good", Some("good.ocsp"));
+    let forged = Nginx::start(pki_dir.path(), "good", Some("forged.ocsp"));
+    let delegated = Nginx::start(pki_dir.path(), "delegated", Some("delegated.ocsp"));
+    let impostor = Nginx::start(pki_dir.path(), "good", Some("impostor.ocsp"));
+    let ports = [
+        revoked.port,
+        good.port,
+        forged.port,
+        delegated.port,
+        impostor.port,
+    ];
     let config = Sluice::config_text(&SluiceConfig {
         connect_ports: &ports,
         ..Default::default()
@@ -456,6 +482,13 @@ fn a_stapled_ocsp_response_saying_revoked_is_revoked() {
         "a forged staple is ignored: {}",
         out.stderr
     );
+    assert_blocked_as(&get_port(delegated.port), "revoked");
+    let out = get_port(impostor.port);
+    assert_eq!(
+        out.status, 200,
+        "an undelegated signer is ignored: {}",
+        out.stderr
+    );
     // The revoked leaf stays refused on a resumed session, which carries no staple.
     assert_blocked_as(&get_port(revoked.port), "revoked");
 
@@ -465,7 +498,102 @@ fn a_stapled_ocsp_response_saying_revoked_is_revoked() {
     )]);
     let metrics = String::from_utf8_lossy(&metrics.body);
     assert!(
-        metrics.contains("sluice_handshake_failures_total{side=\"upstream\",kind=\"revoked\"} 2"),
+        metrics.contains("sluice_handshake_failures_total{side=\"upstream\",kind=\"revoked\"} 3"),
         "{metrics}"
+    );
+}
+
+// At most two steps: a leaf whose issuer and that issuer's issuer are both missing is
+// completed (two fetches); one needing a third fetch stays unknown_issuer. Certificates
+// made by openssl (`authorityInfoAccess = caIssuers;URI:…`), served by nginx.
+#[test]
+fn missing_intermediates_are_fetched_at_most_two_steps_deep() {
+    let port = free_port();
+    let pki_dir = tempfile::tempdir().unwrap();
+    sh(
+        pki_dir.path(),
+        &format!(
+            r#"
+key() {{ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key 2>/dev/null; }}
+key ca
+openssl req -x509 -key ca.key -out ca.pem -subj "/CN=AIA test root" -days 30 \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+# sign NAME ISSUER AIA-TARGET CA|LEAF
+sign() {{
+  key $1
+  openssl req -new -key $1.key -subj "/CN=$1" -out $1.csr 2>/dev/null
+  if [ "$4" = CA ]; then printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n' > $1.ext
+  else printf 'subjectAltName=DNS:bump.test\n' > $1.ext; fi
+  [ -z "$3" ] || printf 'authorityInfoAccess=caIssuers;URI:http://127.0.0.1:{port}/files/%s.der\n' $3 >> $1.ext
+  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -set_serial 0x$(openssl rand -hex 8) \
+    -days 20 -extfile $1.ext -out $1.pem 2>/dev/null
+  openssl x509 -in $1.pem -outform DER -out $1.der
+  cp $1.pem $1-chain.pem
+}}
+sign int1 ca "" CA
+sign int2 int1 int1 CA
+sign int3 int2 int2 CA
+sign two int2 int2 LEAF
+sign three int3 int3 LEAF
+"#
+        ),
+    );
+    let der = |name: &str| std::fs::read(pki_dir.path().join(format!("{name}.der"))).unwrap();
+    let aia = Origin::start_on(
+        &format!("127.0.0.1:{port}"),
+        OriginOptions {
+            files: vec![
+                ("int1.der", "application/pkix-cert", der("int1")),
+                ("int2.der", "application/pkix-cert", der("int2")),
+                ("int3.der", "application/pkix-cert", der("int3")),
+            ],
+            ..Default::default()
+        },
+    );
+    let two = Nginx::start(pki_dir.path(), "two", None);
+    let three = Nginx::start(pki_dir.path(), "three", None);
+    let pki = TestPki::new();
+    let config = Sluice::config_text(&SluiceConfig {
+        connect_ports: &[two.port, three.port],
+        ..Default::default()
+    })
+    .replace(
+        "upstream_roots = [\"upstream-root.pem\"]",
+        "upstream_roots = [\"upstream-root.pem\", \"aia-root.pem\"]",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        pki_dir.path().join("ca.pem"),
+        dir.path().join("aia-root.pem"),
+    )
+    .unwrap();
+    let sluice = Sluice::start_in(&pki, dir, &config);
+    let get_port = |port: u16| {
+        fetch(
+            &sluice.proxy_url(),
+            "bump.test",
+            port,
+            "/",
+            &sluice.ca_path(),
+            &[],
+        )
+    };
+    let out = get_port(two.port);
+    assert_eq!(
+        (out.status, out.body.as_slice()),
+        (200, HELLO.as_bytes()),
+        "{}",
+        out.stderr
+    );
+    assert_blocked_as(&get_port(three.port), "unknown_issuer");
+    let paths: Vec<String> = aia
+        .requests()
+        .into_iter()
+        .map(|(_, path, _)| path)
+        .collect();
+    assert_eq!(
+        paths,
+        ["/files/int2.der", "/files/int1.der", "/files/int3.der"],
+        "int2 and int1 are cached; the second server's third step (int1) is not taken"
     );
 }
