@@ -161,6 +161,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        // Whatever a caIssuers server answers, parsing it never panics.
+        #[test]
+        fn any_answer_is_parsed_without_panicking(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_issuers(&body);
+            let mut wrapped = vec![SEQUENCE, 0x82];
+            wrapped.extend((body.len() as u16).to_be_bytes());
+            wrapped.extend(&body);
+            let _ = parse_issuers(&wrapped);
+        }
+    }
+
     #[test]
     fn garbage_answers_are_no_certificate() {
         let a = cert_with_ca_issuers(&[]);

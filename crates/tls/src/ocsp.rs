@@ -314,6 +314,17 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Bytes from a server never panic the parser, whatever they are.
+        #[test]
+        fn any_staple_is_judged_without_panicking(staple in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let algorithms = crate::crypto::provider().signature_verification_algorithms.all;
+            let _ = stapled_status(&staple, &[], &[], algorithms, UnixTime::now());
+            let _ = basic_response(&staple);
+            let _ = single_status(&staple, &[1], UnixTime::now());
+        }
+    }
+
     #[test]
     fn garbage_is_not_a_response() {
         assert!(basic_response(b"").is_none());
