@@ -597,3 +597,26 @@ sign three int3 int3 LEAF
         "int2 and int1 are cached; the second server's third step (int1) is not taken"
     );
 }
+
+// tls.crl_files are read with the configuration: a CRL added by a reload (SIGHUP)
+// applies to the connections after it.
+#[test]
+fn a_crl_added_by_a_reload_applies() {
+    let pki = TestPki::new();
+    let (revoked, _, crl) = pki.revoked_good_and_crl();
+    let origin = tls_origin(revoked);
+    let sluice = start(&pki, &origin, "", "");
+    assert_eq!(get(&sluice, &origin).status, 200, "no CRL yet");
+
+    std::fs::write(sluice.path("crl.pem"), &crl).unwrap();
+    let config = std::fs::read_to_string(sluice.path("sluice.toml")).unwrap();
+    let config = config.replacen("[tls]\n", "[tls]\ncrl_files = [\"crl.pem\"]\n", 1);
+    std::fs::write(sluice.path("sluice.toml"), config).unwrap();
+    sluice.signal("HUP");
+    let reloaded = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        sluice.stderr().contains("configuration reloaded")
+    });
+    assert!(reloaded, "{}", sluice.stderr());
+    assert_blocked_as(&get(&sluice, &origin), "revoked");
+}
