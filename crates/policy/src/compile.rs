@@ -284,6 +284,12 @@ pub(crate) fn tls(raw: RawTls, base_dir: &Path, diag: &mut Diagnostics<'_>) -> T
         .iter()
         .filter_map(|root| path(root, base_dir, "tls.upstream_roots", diag))
         .collect();
+    let crl_files = raw
+        .crl_files
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|crl| path(crl, base_dir, "tls.crl_files", diag))
+        .collect();
     let trusted_server_certs = raw
         .trusted_server_certs
         .unwrap_or_default()
@@ -301,6 +307,7 @@ pub(crate) fn tls(raw: RawTls, base_dir: &Path, diag: &mut Diagnostics<'_>) -> T
         ca_key: path_or(raw.ca_key, DEFAULT_CA_KEY, base_dir, "tls.ca_key", diag),
         leaf_key: raw.leaf_key.unwrap_or(LeafKey::EcdsaP256),
         upstream_roots,
+        crl_files,
         on_cert_error: raw.on_cert_error.unwrap_or(CertErrorPolicy::Block),
         on_sni_mismatch: raw.on_sni_mismatch.unwrap_or(SniMismatch::Terminate),
         on_non_tls: raw.on_non_tls.unwrap_or(NonTls::Terminate),

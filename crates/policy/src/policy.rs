@@ -211,6 +211,29 @@ impl Policy {
             )
     }
 
+    /// Stage `client_hello` for real ECH (SPEC §1.3): a ClientHello carrying
+    /// `encrypted_client_hello` whose outer SNI differs from the CONNECT host. It is bumped
+    /// for its outer name (sluice holds no ECH keys, so the client falls back and retries
+    /// without ECH, and that retry is decided as usual). The rules see the outer name:
+    /// one that would `terminate` (or `bump`, with its `cert_errors`) applies, while one
+    /// that would tunnel is skipped — a tunnel would carry the hidden inner name past
+    /// every rule; otherwise bump, whatever the default action.
+    pub fn decide_client_hello_ech(&self, facts: &SslFacts<'_>) -> SslDecision {
+        if !self.decryption {
+            return SslDecision::by_default(SslAction::Tunnel);
+        }
+        let subject = ssl_subject(facts);
+        let subject = subject.as_subject();
+        self.rules
+            .iter()
+            .filter(|rule| matches!(rule.action, SslAction::Terminate | SslAction::Bump))
+            .find(|rule| rule.matches(&subject))
+            .map_or_else(
+                || SslDecision::by_default(SslAction::Bump),
+                SslDecision::by_rule,
+            )
+    }
+
     /// A client that does not speak TLS under `tls.on_non_tls = "tunnel"` (SPEC §1.3):
     /// the SSL rules are still evaluated on what is known (CONNECT host, IP, port, client,
     /// user), and a rule that says `terminate` terminates it (`Some`, with that rule);

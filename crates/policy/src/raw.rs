@@ -73,6 +73,7 @@ pub(crate) struct RawTls {
     pub ca_key: Option<Spanned<String>>,
     pub leaf_key: Option<LeafKey>,
     pub upstream_roots: Option<Vec<Spanned<String>>>,
+    pub crl_files: Option<Vec<Spanned<String>>>,
     pub on_cert_error: Option<CertErrorPolicy>,
     pub on_sni_mismatch: Option<SniMismatch>,
     pub on_non_tls: Option<NonTls>,

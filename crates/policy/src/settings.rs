@@ -78,6 +78,9 @@ pub struct TlsSettings {
     pub leaf_key: LeafKey,
     /// PEM files trusted in addition to the system roots for upstream verification.
     pub upstream_roots: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM or DER) checked for upstream chains, for
+    /// internal PKIs.
+    pub crl_files: Vec<PathBuf>,
     /// What a bump does on an upstream certificate error, unless a rule overrides it.
     pub on_cert_error: CertErrorPolicy,
     /// SNI differing from a CONNECT host name.

@@ -573,6 +573,62 @@ default_action = "bump"
     );
 }
 
+/// SPEC §1.3: real ECH (outer SNI ≠ CONNECT host) is bumped for its outer name: a rule
+/// that would tunnel the outer name is skipped, even when it is the default action; a
+/// terminate rule, or a bump rule with its cert_errors, still applies.
+#[test]
+fn real_ech_is_bumped_for_its_outer_name_never_tunneled() {
+    let policy = policy(
+        r#"
+[[ssl_rules]]
+name = "cdn"
+domains = ["cloudflare-ech.example"]
+action = "tunnel"
+
+[[ssl_rules]]
+name = "blocked"
+domains = ["evil-ech.example"]
+action = "terminate"
+
+[[ssl_rules]]
+name = "internal"
+domains = ["ech.internal.example"]
+action = "bump"
+cert_errors = "allow"
+
+[tls]
+default_action = "tunnel"
+"#,
+    );
+    assert_eq!(
+        policy
+            .decide_client_hello(&facts("cloudflare-ech.example"))
+            .action,
+        SslAction::Tunnel,
+        "without ECH the name tunnels"
+    );
+    assert_eq!(
+        policy.decide_client_hello_ech(&facts("cloudflare-ech.example")),
+        decision(SslAction::Bump, "default")
+    );
+    assert_eq!(
+        policy.decide_client_hello_ech(&facts("other.example")),
+        decision(SslAction::Bump, "default"),
+        "the default action tunnel does not apply"
+    );
+    assert_eq!(
+        policy.decide_client_hello_ech(&facts("evil-ech.example")),
+        decision(SslAction::Terminate, "blocked")
+    );
+    assert_eq!(
+        policy.decide_client_hello_ech(&facts("ech.internal.example")),
+        SslDecision {
+            cert_errors: Some(CertErrorPolicy::Allow),
+            ..decision(SslAction::Bump, "internal")
+        }
+    );
+}
+
 /// SPEC §1.3: with `on_non_tls = "tunnel"`, a client that does not speak TLS is still
 /// subject to the rules on what is known: a `terminate` rule terminates it.
 #[test]

@@ -152,12 +152,16 @@ async fn run(
     record.sni = hello.sni.clone();
     record.ech = Some(hello.ech);
 
-    if let (Some(sni), Some(name)) = (hello.sni.as_deref(), connect_name) {
-        if !same_domain(sni, name) && settings.tls.on_sni_mismatch == SniMismatch::Terminate {
-            record.action = Some(SslAction::Terminate.as_str());
-            record.error = Some("sni_mismatch".into());
-            return;
-        }
+    let sni_differs = matches!(
+        (hello.sni.as_deref(), connect_name),
+        (Some(sni), Some(name)) if !same_domain(sni, name)
+    );
+    // Real ECH: the outer SNI is the provider's public name, not a bypass (SPEC §1.3).
+    let real_ech = sni_differs && hello.ech;
+    if sni_differs && !real_ech && settings.tls.on_sni_mismatch == SniMismatch::Terminate {
+        record.action = Some(SslAction::Terminate.as_str());
+        record.error = Some("sni_mismatch".into());
+        return;
     }
 
     let hello_facts = SslFacts {
@@ -171,7 +175,9 @@ async fn run(
         _ => true,
     };
     let policy = &proxy.config.policy;
-    let decision = if sni_verified {
+    let decision = if real_ech {
+        policy.decide_client_hello_ech(&hello_facts)
+    } else if sni_verified {
         let learned = learned_bypass(proxy, hello_facts.dest_name);
         policy.decide_client_hello_learned(&hello_facts, learned)
     } else {

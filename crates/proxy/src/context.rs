@@ -11,6 +11,8 @@ use sluice_policy::{Config, LeafKey};
 use sluice_tls::ca::{CertificateAuthority, KeyKind};
 use sluice_tls::mint::{LeafKeyKind, Minter};
 use sluice_tls::verify::UpstreamVerifier;
+
+use crate::aia::IssuerFetcher;
 use tokio::sync::{watch, Semaphore};
 
 use crate::access_log::{AccessLog, Recorder};
@@ -85,6 +87,8 @@ pub struct Proxy {
     /// `on_cert_error = "untrusted"` so the client shows its own warning.
     pub(crate) untrusted_minter: Minter,
     pub(crate) verifier: Arc<UpstreamVerifier>,
+    /// Missing intermediates, fetched from `caIssuers` URLs.
+    pub(crate) issuers: IssuerFetcher,
     /// The TLS implementation used on both legs.
     pub(crate) crypto: Arc<rustls::crypto::CryptoProvider>,
     /// Upstream TLS for bumped connections, one configuration per ALPN offer.
@@ -155,7 +159,7 @@ impl Proxy {
         let untrusted_ca =
             CertificateAuthority::generate("sluice untrusted CA", KeyKind::EcdsaP256)
                 .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
-        let verifier = UpstreamVerifier::new(&tls.upstream_roots)
+        let verifier = UpstreamVerifier::new(&tls.upstream_roots, &tls.crl_files)
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
         let mut upstream_tls = (*verifier.client_config(Vec::new())).clone();
         upstream_tls.client_auth_cert_resolver = Arc::new(CertificateRequestSeen);
@@ -180,6 +184,7 @@ impl Proxy {
             minter: Minter::new(ca, leaf_key, tls.cert_cache_size),
             untrusted_minter: Minter::new(Arc::new(untrusted_ca), leaf_key, tls.cert_cache_size),
             verifier,
+            issuers: IssuerFetcher::new(dialer.clone()),
             crypto: Arc::new(sluice_tls::crypto::provider()),
             upstream_tls,
             trusted_server_certs: tls.trusted_server_certs.iter().copied().collect(),

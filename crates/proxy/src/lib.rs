@@ -10,6 +10,7 @@ mod delegate;
 
 mod access_log;
 mod admin;
+mod aia;
 mod auth;
 mod block_page;
 mod bump;

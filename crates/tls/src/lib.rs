@@ -4,8 +4,11 @@
 //!
 //! Must not depend on the proxy's data path or on the policy crate.
 
+pub mod aia;
 pub mod ca;
 pub mod client_hello;
 pub mod crypto;
+mod der;
 pub mod mint;
+pub mod ocsp;
 pub mod verify;

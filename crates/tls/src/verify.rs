@@ -1,6 +1,6 @@
 //! Verification of upstream servers' certificates, classified into the SPEC's error kinds
 //! (§2.2): `expired`, `not_yet_valid`, `unknown_issuer`, `name_mismatch`,
-//! `bad_signature`, `other`.
+//! `bad_signature`, `revoked`, `other`.
 //!
 //! Security-sensitive: the client configuration built here **accepts every certificate
 //! chain during the handshake**. The proxy's policy decides what a certificate error
@@ -15,24 +15,26 @@
 //! the public key of the leaf it presented (the real webpki implementations), so the
 //! server proves it holds that leaf's key, and `classify` judges the same leaf.
 //!
-//! Not checked: revocation (no CRLs or OCSP), and certificate transparency.
+//! Revocation: the CRLs of `tls.crl_files`, and a stapled OCSP response
+//! ([`UpstreamVerifier::check_staple`]). Not checked: certificate transparency.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{
     verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
 };
-use rustls::server::ParsedCertificate;
 use rustls::{
     CertificateError, CipherSuite, ClientConfig, DigitallySignedStruct, RootCertStore,
     SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
+
+use crate::ocsp::{stapled_status, CertStatus, IssuerKey};
 
 /// Why an upstream certificate is not valid, in the SPEC's words (§2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +49,10 @@ pub enum CertErrorKind {
     NameMismatch,
     /// A signature in the chain is invalid or uses an unsupported algorithm.
     BadSignature,
-    /// Anything else: malformed certificate, wrong key usage, revoked, no certificate…
+    /// A certificate of the chain is revoked (a CRL of `tls.crl_files`, or the leaf by
+    /// the server's stapled OCSP response).
+    Revoked,
+    /// Anything else: malformed certificate, wrong key usage, no certificate…
     Other,
 }
 
@@ -60,6 +65,7 @@ impl CertErrorKind {
             CertErrorKind::UnknownIssuer => "unknown_issuer",
             CertErrorKind::NameMismatch => "name_mismatch",
             CertErrorKind::BadSignature => "bad_signature",
+            CertErrorKind::Revoked => "revoked",
             CertErrorKind::Other => "other",
         }
     }
@@ -87,6 +93,7 @@ impl CertErrorKind {
             | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
                 CertErrorKind::BadSignature
             }
+            CertificateError::Revoked => CertErrorKind::Revoked,
             _ => CertErrorKind::Other,
         }
     }
@@ -123,6 +130,22 @@ pub enum VerifyError {
         /// rustls' reason.
         source: rustls::Error,
     },
+    /// A `tls.crl_files` file could not be read.
+    #[error("cannot read the CRL file {}: {source}", path.display())]
+    ReadCrl {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A `tls.crl_files` file is not a CRL in PEM or DER.
+    #[error("{} is not a certificate revocation list (PEM or DER): {why}", path.display())]
+    BadCrl {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The TLS client configuration could not be built.
     #[error("cannot build the upstream TLS configuration: {0}")]
     Config(#[source] rustls::Error),
@@ -131,13 +154,18 @@ pub enum VerifyError {
 /// Verifies upstream certificate chains against the system roots plus
 /// `tls.upstream_roots`, and builds the upstream TLS client configuration.
 pub struct UpstreamVerifier {
-    roots: RootCertStore,
+    roots: Arc<RootCertStore>,
+    /// The chain and name verifier, with the CRLs.
+    webpki: Arc<WebPkiServerVerifier>,
     algorithms: WebPkiSupportedAlgorithms,
     /// Shared by every configuration handed out, so TLS sessions resume across them.
     base_config: ClientConfig,
     /// Recent verdicts, by chain and name: a server that is connected to again (a
     /// resumed session presents the same chain) is not verified again for a while.
     verdicts: moka::sync::Cache<[u8; 32], Verdict>,
+    /// Leaves a believed stapled OCSP response said were revoked, by fingerprint: a
+    /// resumed session, which carries no staple, is still refused.
+    revoked: moka::sync::Cache<[u8; 32], ()>,
 }
 
 impl std::fmt::Debug for UpstreamVerifier {
@@ -153,6 +181,9 @@ impl std::fmt::Debug for UpstreamVerifier {
 /// at most this late.
 const VERDICT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a leaf that a staple said was revoked stays refused without a staple.
+const REVOKED_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Chains and names whose verdicts are kept.
 const VERDICTS_KEPT: u64 = 10_000;
 
@@ -164,10 +195,11 @@ struct Verdict {
 }
 
 impl UpstreamVerifier {
-    /// Trusts the system roots plus every certificate of the PEM files in `extra_roots`.
-    /// A missing or unreadable system store is logged, not fatal; with no root at all,
-    /// every chain is `unknown_issuer`.
-    pub fn new(extra_roots: &[PathBuf]) -> Result<Arc<Self>, VerifyError> {
+    /// Trusts the system roots plus every certificate of the PEM files in `extra_roots`,
+    /// and checks the chains against the CRLs in `crl_files` (PEM or DER). A missing or
+    /// unreadable system store is logged, not fatal; with no root at all, every chain is
+    /// `unknown_issuer`.
+    pub fn new(extra_roots: &[PathBuf], crl_files: &[PathBuf]) -> Result<Arc<Self>, VerifyError> {
         let mut roots = RootCertStore::empty();
         add_system_roots(&mut roots);
         for path in extra_roots {
@@ -176,16 +208,27 @@ impl UpstreamVerifier {
         if roots.is_empty() {
             tracing::warn!("no trusted root certificate: every upstream certificate will be classified unknown_issuer");
         }
+        let mut crls = Vec::new();
+        for path in crl_files {
+            crls.extend(read_crl_file(path)?);
+        }
+        let roots = Arc::new(roots);
         let provider = Arc::new(upstream_provider());
         let algorithms = provider.signature_verification_algorithms;
+        let webpki = webpki_verifier(&roots, &provider, crls)?;
         let base_config = accept_then_classify_config(provider)?;
         Ok(Arc::new(Self {
             roots,
+            webpki,
             algorithms,
             base_config,
             verdicts: moka::sync::Cache::builder()
                 .max_capacity(VERDICTS_KEPT)
                 .time_to_live(VERDICT_TTL)
+                .build(),
+            revoked: moka::sync::Cache::builder()
+                .max_capacity(VERDICTS_KEPT)
+                .time_to_live(REVOKED_TTL)
                 .build(),
         }))
     }
@@ -224,17 +267,10 @@ impl UpstreamVerifier {
         let Some((leaf, intermediates)) = certs.split_first() else {
             return Err(CertErrorKind::Other);
         };
-        let verdict = ParsedCertificate::try_from(leaf).and_then(|parsed| {
-            verify_server_cert_signed_by_trust_anchor(
-                &parsed,
-                &self.roots,
-                intermediates,
-                now,
-                self.algorithms.all,
-            )?;
-            verify_server_name(&parsed, server_name)
-        });
-        verdict.map_err(|error| {
+        let verdict = self
+            .webpki
+            .verify_server_cert(leaf, intermediates, server_name, &[], now);
+        verdict.map(|_| ()).map_err(|error| {
             tracing::debug!(%error, server = ?server_name, "upstream certificate not valid");
             match CertErrorKind::of(&error) {
                 // A self-signed leaf carrying CA:TRUE (openssl's default) is rejected by
@@ -243,6 +279,58 @@ impl UpstreamVerifier {
                 kind => kind,
             }
         })
+    }
+
+    /// What the server's stapled OCSP response (`staple`, empty when none) says of the
+    /// leaf of `certs`: `revoked` when a response signed by the leaf's issuer (from the
+    /// chain or the roots) or its delegated responder, fresh, says so; or when such a
+    /// response said so earlier. A staple that cannot be believed is ignored, as
+    /// browsers do.
+    pub fn check_staple(
+        &self,
+        certs: &[CertificateDer<'_>],
+        staple: &[u8],
+        now: UnixTime,
+    ) -> Result<(), CertErrorKind> {
+        let Some(leaf) = certs.first() else {
+            return Ok(());
+        };
+        let fingerprint = cert_sha256(leaf);
+        if self.revoked.contains_key(&fingerprint) {
+            return Err(CertErrorKind::Revoked);
+        }
+        if staple.is_empty() {
+            return Ok(());
+        }
+        let parsed: Vec<_> = certs[1..]
+            .iter()
+            .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+            .map(|(_, cert)| cert)
+            .collect();
+        let mut issuers: Vec<IssuerKey<'_>> = parsed
+            .iter()
+            .filter_map(|cert| {
+                Some(IssuerKey {
+                    subject: crate::ocsp::contents(cert.subject().as_raw())?,
+                    spki: crate::ocsp::contents(cert.public_key().raw)?,
+                })
+            })
+            .collect();
+        issuers.extend(self.roots.roots.iter().map(|anchor| IssuerKey {
+            subject: anchor.subject.as_ref(),
+            spki: anchor.subject_public_key_info.as_ref(),
+        }));
+        match stapled_status(staple, leaf, &issuers, self.algorithms.all, now) {
+            Ok(CertStatus::Revoked) => {
+                self.revoked.insert(fingerprint, ());
+                Err(CertErrorKind::Revoked)
+            }
+            Ok(_) => Ok(()),
+            Err(why) => {
+                tracing::debug!(why, "stapled OCSP response ignored");
+                Ok(())
+            }
+        }
     }
 
     /// The verifier that [`client_config`](Self::client_config)'s handshakes use
@@ -297,6 +385,67 @@ fn add_system_roots(roots: &mut RootCertStore) {
     if added == 0 {
         tracing::warn!("no system root certificate found; only tls.upstream_roots are trusted");
     }
+}
+
+/// The chain and name verifier: rustls' webpki one, with the CRLs. A certificate that no
+/// CRL covers is not an error (CRLs are for internal PKIs; public ones have none here).
+fn webpki_verifier(
+    roots: &Arc<RootCertStore>,
+    provider: &Arc<CryptoProvider>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<WebPkiServerVerifier>, VerifyError> {
+    // rustls refuses to build a verifier without roots; one that trusts a root nobody
+    // holds the key of classifies every chain as unknown_issuer, as wanted.
+    let roots = match roots.is_empty() {
+        true => Arc::new(placeholder_roots()),
+        false => Arc::clone(roots),
+    };
+    WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(provider))
+        .with_crls(crls)
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| VerifyError::Config(rustls::Error::General(e.to_string())))
+}
+
+/// A trust store holding one root whose key was thrown away.
+fn placeholder_roots() -> RootCertStore {
+    let key = rcgen::KeyPair::generate().expect("a P-256 key can be generated");
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("a root can be self-signed");
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(cert.der().clone())
+        .expect("an rcgen root is a valid trust anchor");
+    roots
+}
+
+/// The CRLs of one file: every PEM `X509 CRL` block, or the whole file as one DER CRL.
+/// Each is parsed here so that a broken file is an error at load, naming it.
+fn read_crl_file(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, VerifyError> {
+    let bytes = std::fs::read(path).map_err(|source| VerifyError::ReadCrl {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bad = |why: String| VerifyError::BadCrl {
+        path: path.to_owned(),
+        why,
+    };
+    let crls: Vec<CertificateRevocationListDer<'static>> = if bytes.starts_with(b"-----BEGIN") {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(e.to_string()))?
+    } else {
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    if crls.is_empty() {
+        return Err(bad("no X509 CRL block".into()));
+    }
+    for crl in &crls {
+        webpki::OwnedCertRevocationList::from_der(crl.as_ref())
+            .map_err(|e| bad(format!("{e:?}")))?;
+    }
+    Ok(crls)
 }
 
 fn add_root_file(roots: &mut RootCertStore, path: &Path) -> Result<(), VerifyError> {
@@ -411,8 +560,9 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-        KeyUsagePurpose,
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+        DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+        SerialNumber,
     };
     use rustls::server::{ClientHello, ResolvesServerCert};
     use rustls::sign::CertifiedKey;
@@ -440,7 +590,7 @@ mod tests {
                 .distinguished_name
                 .push(DnType::CommonName, common_name);
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
             params.not_before = days_from_now(-365);
             params.not_after = days_from_now(365);
             let der = params.self_signed(&key).unwrap().der().clone();
@@ -512,7 +662,7 @@ mod tests {
     fn verifier_trusting(ca: &TestCa) -> (Arc<UpstreamVerifier>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let roots = write_pem(&dir, "roots.pem", &[&ca.der]);
-        (UpstreamVerifier::new(&[roots]).expect("verifier"), dir)
+        (UpstreamVerifier::new(&[roots], &[]).expect("verifier"), dir)
     }
 
     #[derive(Debug)]
@@ -739,7 +889,7 @@ mod tests {
 
     #[test]
     fn upstream_offers_aes_128_before_aes_256_and_keeps_every_suite() {
-        let verifier = UpstreamVerifier::new(&[]).unwrap();
+        let verifier = UpstreamVerifier::new(&[], &[]).unwrap();
         let config = verifier.client_config(Vec::new());
         let offered: Vec<CipherSuite> = config
             .crypto_provider()
@@ -829,7 +979,7 @@ mod tests {
     // No certificate, or bytes that are not one: other.
     #[test]
     fn missing_or_garbage_chain_is_other() {
-        let verifier = UpstreamVerifier::new(&[]).unwrap();
+        let verifier = UpstreamVerifier::new(&[], &[]).unwrap();
         let now = UnixTime::now();
         assert_eq!(
             verifier.classify(&[], &dns(NAME), now),
@@ -879,7 +1029,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (TestCa::new("Root A"), TestCa::new("Root B"));
         let both = write_pem(&dir, "both.pem", &[&a.der, &b.der]);
-        let verifier = UpstreamVerifier::new(&[both]).unwrap();
+        let verifier = UpstreamVerifier::new(&[both], &[]).unwrap();
         for ca in [&a, &b] {
             let leaf = ca.leaf(&leaf_params(&[NAME]));
             assert_eq!(
@@ -889,13 +1039,13 @@ mod tests {
         }
 
         let missing = dir.path().join("missing.pem");
-        let err = UpstreamVerifier::new(&[missing]).unwrap_err();
+        let err = UpstreamVerifier::new(&[missing], &[]).unwrap_err();
         assert!(matches!(err, VerifyError::ReadRoots { .. }), "{err}");
         assert!(err.to_string().contains("missing.pem"), "{err}");
 
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "no certificates here\n").unwrap();
-        let err = UpstreamVerifier::new(&[empty]).unwrap_err();
+        let err = UpstreamVerifier::new(&[empty], &[]).unwrap_err();
         assert!(matches!(err, VerifyError::NoCertificates { .. }), "{err}");
         assert!(err.to_string().contains("empty.pem"), "{err}");
 
@@ -905,8 +1055,55 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let err = UpstreamVerifier::new(&[broken]).unwrap_err();
+        let err = UpstreamVerifier::new(&[broken], &[]).unwrap_err();
         assert!(err.to_string().contains("broken.pem"), "{err}");
+    }
+
+    // tls.crl_files: a leaf its CA revoked is `revoked`, another leaf of the same CA is
+    // ok; PEM and DER files both load; a file that is no CRL is an error naming it.
+    #[test]
+    fn a_leaf_revoked_by_a_crl_is_revoked() {
+        let root = TestCa::new("Test Root");
+        let mut revoked_params = leaf_params(&[NAME]);
+        revoked_params.serial_number = Some(SerialNumber::from(vec![0x01, 0x42]));
+        let revoked = root.leaf(&revoked_params);
+        let mut good_params = leaf_params(&[NAME]);
+        good_params.serial_number = Some(SerialNumber::from(vec![0x01, 0x43]));
+        let good = root.leaf(&good_params);
+        let crl = CertificateRevocationListParams {
+            this_update: days_from_now(-1),
+            next_update: days_from_now(7),
+            crl_number: SerialNumber::from(1_u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(vec![0x01, 0x42]),
+                revocation_time: days_from_now(-1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&root.issuer)
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let roots = write_pem(&dir, "roots.pem", &[&root.der]);
+        let pem_file = dir.path().join("crl.pem");
+        std::fs::write(&pem_file, crl.pem().unwrap()).unwrap();
+        let der_file = dir.path().join("crl.der");
+        std::fs::write(&der_file, crl.der()).unwrap();
+        for file in [pem_file, der_file] {
+            let verifier = UpstreamVerifier::new(std::slice::from_ref(&roots), &[file]).unwrap();
+            let now = UnixTime::now();
+            let classify =
+                |leaf: &Leaf| verifier.classify(std::slice::from_ref(&leaf.der), &dns(NAME), now);
+            assert_eq!(classify(&revoked), Err(CertErrorKind::Revoked));
+            assert_eq!(classify(&good), Ok(()));
+        }
+        let not_crl = dir.path().join("not-a-crl.der");
+        std::fs::write(&not_crl, b"garbage").unwrap();
+        let err = UpstreamVerifier::new(&[roots], &[not_crl]).unwrap_err();
+        assert!(matches!(err, VerifyError::BadCrl { .. }), "{err}");
+        assert!(err.to_string().contains("not-a-crl.der"), "{err}");
     }
 
     #[test]
@@ -917,6 +1114,7 @@ mod tests {
             (CertErrorKind::UnknownIssuer, "unknown_issuer"),
             (CertErrorKind::NameMismatch, "name_mismatch"),
             (CertErrorKind::BadSignature, "bad_signature"),
+            (CertErrorKind::Revoked, "revoked"),
             (CertErrorKind::Other, "other"),
         ];
         for (kind, name) in names {
@@ -968,7 +1166,7 @@ mod tests {
                 },
                 CertErrorKind::BadSignature,
             ),
-            (CertificateError::Revoked, CertErrorKind::Other),
+            (CertificateError::Revoked, CertErrorKind::Revoked),
             (CertificateError::InvalidPurpose, CertErrorKind::Other),
             (CertificateError::BadEncoding, CertErrorKind::Other),
         ];

@@ -152,9 +152,12 @@ pub(super) async fn handshake(
     };
     let session = stream.get_ref().1;
     let certs = session.peer_certificates().unwrap_or_default();
+    let staple = std::mem::take(&mut *lock(&seen.staple));
     let outcome = proxy
-        .verifier
-        .classify(certs, &server_name, UnixTime::now());
+        .issuers
+        .classify(&proxy.verifier, certs, &server_name)
+        .await
+        .and_then(|()| proxy.verifier.check_staple(certs, &staple, UnixTime::now()));
     Ok(Verified {
         leaf: certs.first().map(|c| c.as_ref().to_vec()),
         alpn: session.alpn_protocol().map(<[u8]>::to_vec),
@@ -192,6 +195,8 @@ struct HandshakeSeen {
     certificate_requested: AtomicBool,
     /// The chain the server presented (leaf first).
     chain: Mutex<Vec<CertificateDer<'static>>>,
+    /// The OCSP response the server stapled (empty when none).
+    staple: Mutex<Vec<u8>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -243,6 +248,7 @@ impl ServerCertVerifier for ChainSeen {
                 .chain(intermediates)
                 .map(|cert| cert.clone().into_owned())
                 .collect();
+            *lock(&seen.staple) = ocsp_response.to_vec();
         });
         self.0
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
@@ -312,7 +318,7 @@ mod tests {
     // that order, and each configuration must offer its own protocols.
     #[test]
     fn each_alpn_offer_gets_its_own_configuration() {
-        let verifier = sluice_tls::verify::UpstreamVerifier::new(&[]).unwrap();
+        let verifier = sluice_tls::verify::UpstreamVerifier::new(&[], &[]).unwrap();
         let configs = UpstreamConfigs::new(&verifier.client_config(Vec::new()));
         for (index, offer) in AlpnOffer::ALL.into_iter().enumerate() {
             assert_eq!(offer as usize, index, "{offer:?}");

@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+    CustomExtension, DistinguishedName, DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -178,4 +179,74 @@ impl TestPki {
             key_pem: key.serialize_pem(),
         }
     }
+
+    /// A leaf issued by an intermediate of the trusted root, the leaf alone in its chain
+    /// (a server that omits its intermediate), naming `ca_issuers` in its Authority
+    /// Information Access. Returns the leaf and the intermediate (DER).
+    pub fn leaf_via_intermediate(&self, ca_issuers: &str) -> (Leaf, Vec<u8>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "sluice test intermediate");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let intermediate =
+            CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), &self.root).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut leaf = leaf_params(
+            SERVER_NAMES,
+            now - Duration::days(1),
+            now + Duration::days(90),
+        );
+        leaf.custom_extensions = vec![ca_issuers_extension(ca_issuers)];
+        (
+            self.signed(&intermediate, leaf),
+            intermediate.der().to_vec(),
+        )
+    }
+
+    /// Two leaves of the trusted root and a CRL (PEM) of the root revoking the first.
+    pub fn revoked_good_and_crl(&self) -> (Leaf, Leaf, String) {
+        let now = OffsetDateTime::now_utc();
+        let leaf_with_serial = |serial: u8| {
+            let mut params = leaf_params(
+                SERVER_NAMES,
+                now - Duration::days(1),
+                now + Duration::days(90),
+            );
+            params.serial_number = Some(SerialNumber::from(vec![0x01, serial]));
+            self.signed(&self.root, params)
+        };
+        let crl = CertificateRevocationListParams {
+            this_update: now - Duration::days(1),
+            next_update: now + Duration::days(7),
+            crl_number: SerialNumber::from(1_u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(vec![0x01, 0x01]),
+                revocation_time: now - Duration::days(1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.root)
+        .unwrap();
+        (leaf_with_serial(1), leaf_with_serial(2), crl.pem().unwrap())
+    }
+}
+
+/// An Authority Information Access extension naming one `caIssuers` URL (RFC 5280
+/// §4.2.2.1), DER-encoded by hand: rcgen has no builder for it.
+fn ca_issuers_extension(url: &str) -> CustomExtension {
+    fn der(tag: u8, value: &[u8]) -> Vec<u8> {
+        assert!(value.len() < 0x80, "short values only");
+        [&[tag, value.len() as u8][..], value].concat()
+    }
+    const CA_ISSUERS: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+    let description = der(
+        0x30,
+        &[der(0x06, CA_ISSUERS), der(0x86, url.as_bytes())].concat(),
+    );
+    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], der(0x30, &description))
 }

@@ -76,7 +76,12 @@ impl Origin {
     /// Start an origin on its own thread and runtime, so tests can drive blocking
     /// clients (curl, openssl) directly.
     pub fn start(options: OriginOptions) -> Origin {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0", options)
+    }
+
+    /// [`start`](Self::start) on a given address (a URL naming it was made first).
+    pub fn start_on(addr: &str, options: OriginOptions) -> Origin {
+        let std_listener = std::net::TcpListener::bind(addr).unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());

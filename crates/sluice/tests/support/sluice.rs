@@ -57,6 +57,13 @@ impl Sluice {
         Self::spawn(dir, &["run", "-c", "sluice.toml"])
     }
 
+    /// Start with the configuration `text` in `dir` (which may hold files it names).
+    pub fn start_in(pki: &TestPki, dir: tempfile::TempDir, text: &str) -> Sluice {
+        pki.write_root(&dir.path().join("upstream-root.pem"));
+        std::fs::write(dir.path().join("sluice.toml"), text).unwrap();
+        Self::spawn(dir, &["run", "-c", "sluice.toml"])
+    }
+
     /// The configuration file `start` writes for `config` (tests rewrite it to reload).
     pub fn config_text(config: &SluiceConfig<'_>) -> String {
         let ports: Vec<String> = config.connect_ports.iter().map(u16::to_string).collect();
