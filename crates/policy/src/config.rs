@@ -6,6 +6,7 @@ use crate::anti_virus;
 use crate::categories;
 use crate::compile;
 use crate::diagnostics::{ConfigError, Diagnostics};
+use crate::pac;
 use crate::phishing;
 use crate::policy::Policy;
 use crate::raw::RawConfig;
@@ -52,8 +53,7 @@ impl Config {
         display_name: &str,
         base_dir: &Path,
     ) -> Result<Config, Vec<ConfigError>> {
-        let (mut raw, shape_errors) =
-            recover::deserialize_all::<RawConfig>(text, display_name)?;
+        let (mut raw, shape_errors) = recover::deserialize_all::<RawConfig>(text, display_name)?;
         let mut diag = Diagnostics::new(display_name, text);
         diag.extend(shape_errors);
         let proxy_protocol = raw.proxy.proxy_protocol.unwrap_or(false);
@@ -80,6 +80,7 @@ impl Config {
             tls: compile::tls(raw.tls, base_dir, &mut diag),
             anti_virus: anti_virus::compile(raw.anti_virus, base_dir, &mut diag),
             block_page: compile::block_page(raw.block_page, base_dir, &mut diag),
+            pac: pac::compile(raw.pac, base_dir, &mut diag),
             log: compile::log(raw.log, base_dir, &mut diag),
             limits: compile::limits(raw.limits, &mut diag),
         };

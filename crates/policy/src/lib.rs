@@ -47,10 +47,11 @@ mod config;
 mod diagnostics;
 mod domain;
 mod explain;
-mod learn;
 mod host;
+mod learn;
 mod list_file;
 mod net;
+mod pac;
 mod phishing;
 mod policy;
 mod raw;
@@ -66,9 +67,10 @@ pub use config::Config;
 pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};
 pub use explain::Explanation;
-pub use learn::{BypassEvidence, LEARNED_BYPASS_RULE};
 pub use host::{decide_host, Authority, HostDecision, HostError, HostFacts};
+pub use learn::{BypassEvidence, LEARNED_BYPASS_RULE};
 pub use net::{destination_denied, IpSet};
+pub use pac::{is_pac_path, PAC_CONTENT_TYPE, PAC_PATHS};
 pub use phishing::{PhishingList, PhishingMatch};
 pub use policy::{
     ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts, DEFAULT_RULE,

@@ -35,6 +35,7 @@ pub(crate) struct RawConfig {
     pub anti_phishing: RawAntiPhishing,
     pub anti_virus: RawAntiVirus,
     pub block_page: RawBlockPage,
+    pub pac: RawPac,
     pub log: RawLog,
     pub limits: RawLimits,
 }
@@ -216,6 +217,14 @@ pub(crate) struct RawAntiVirus {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawBlockPage {
     pub template: Option<Spanned<String>>,
+}
+
+/// `[pac]`: a PAC file, or the proxy address a generated one names.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawPac {
+    pub file: Option<Spanned<String>>,
+    pub proxy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

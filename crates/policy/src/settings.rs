@@ -43,6 +43,10 @@ pub struct Settings {
     pub anti_virus: AntiVirusSettings,
     /// `[block_page]`.
     pub block_page: BlockPageSettings,
+    /// `[pac]`: the proxy auto-configuration script served as `/proxy.pac` and
+    /// `/wpad.dat` (`pac.file` read at load time, or written from `pac.proxy`); `None`
+    /// when neither is set (those paths are then not found).
+    pub pac: Option<String>,
     /// `[log]`.
     pub log: LogSettings,
     /// `[limits]`.

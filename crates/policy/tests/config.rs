@@ -843,3 +843,54 @@ fn the_learned_bypass_table_is_bounded_and_kept_in_a_file() {
         ]
     );
 }
+
+#[test]
+fn pac_is_absent_by_default_written_from_proxy_or_read_from_a_file() {
+    assert_eq!(load("").settings.pac, None);
+    let written = load("[pac]\nproxy = \"proxy.corp.example:3128\"\n")
+        .settings
+        .pac;
+    assert!(written
+        .unwrap()
+        .contains("PROXY proxy.corp.example:3128; DIRECT"));
+    let dir = tempfile::tempdir().unwrap();
+    let script = "function FindProxyForURL(url, host) { return \"DIRECT\"; }\n";
+    std::fs::write(dir.path().join("corp.pac"), script).unwrap();
+    let config = Config::from_str("[pac]\nfile = \"corp.pac\"\n", "sluice.toml", dir.path())
+        .unwrap_or_else(|errors| panic!("unexpected errors: {errors:#?}"));
+    assert_eq!(config.settings.pac.as_deref(), Some(script));
+}
+
+#[test]
+fn pac_errors_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not.pac"), "<html>oops</html>\n").unwrap();
+    for (text, expected) in [
+        (
+            "[pac]\nfile = \"a.pac\"\nproxy = \"p:3128\"\n",
+            "sluice.toml:3: pac.proxy: set pac.file or pac.proxy, not both",
+        ),
+        (
+            "[pac]\nproxy = \"p\"\n",
+            "sluice.toml:2: pac.proxy: `p` is not host:port (the port is missing)",
+        ),
+        (
+            "[pac]\n\nproxy = \"p\\\";x=\\\":3128\"\n",
+            "sluice.toml:3: pac.proxy: `p\";x=\":3128` is not host:port",
+        ),
+        (
+            "[pac]\nfile = \"missing.pac\"\n",
+            "sluice.toml:2: pac.file: cannot read",
+        ),
+        ("[pac]\nfile = \"not.pac\"\n", "sluice.toml:2: pac.file: "),
+        ("[pac]\nurl = \"x\"\n", "sluice.toml:2: unknown field `url`"),
+    ] {
+        let e = errors_in(text, dir.path());
+        assert!(
+            e.iter().any(|line| line.starts_with(expected)),
+            "{text}: {e:?}"
+        );
+    }
+    let not_pac = errors_in("[pac]\nfile = \"not.pac\"\n", dir.path());
+    assert!(not_pac[0].ends_with("does not define FindProxyForURL, so it is not a PAC script"));
+}

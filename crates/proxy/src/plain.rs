@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use sluice_policy::{decide_host, Authority, HostDecision, HostFacts};
 use tokio::net::TcpStream;
 
-use crate::access_log::Record;
+use crate::access_log::{Record, Recorder};
 use crate::context::Proxy;
 use crate::exchange::{exchange, Upstream};
 use crate::forward::{self, ProxyBody};
@@ -64,6 +64,10 @@ async fn forward_plain(
     };
     let mut record = forward::http_record(template, &request, url.clone());
     let log = &proxy.log;
+    // Before authentication: a browser fetches its PAC script without proxy credentials.
+    if let Some(script) = pac_script(proxy, &request) {
+        return serve_pac(log, record, &request, script);
+    }
     let client = template.client.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     if let Some(auth) = &proxy.auth {
         let credentials = request
@@ -133,6 +137,46 @@ async fn forward_plain(
     // Boxed: the exchange's state is large, and HTTP/1.1 connections keep room for this
     // future while they wait for the next request.
     Box::pin(exchange(proxy, record, info, request, upstream)).await
+}
+
+/// The `[pac]` script when `request` asks the proxy itself for it (SPEC §11): an
+/// origin-form `GET` (or `HEAD`) of `/proxy.pac` or `/wpad.dat`. On the proxy listener
+/// an origin-form target can only be meant for sluice; an absolute-form one is a request
+/// to forward, whatever its path.
+fn pac_script<'a>(proxy: &'a Proxy, request: &Request<Incoming>) -> Option<&'a str> {
+    let uri = request.uri();
+    let origin_form = uri.scheme().is_none() && uri.authority().is_none();
+    let get = matches!(*request.method(), Method::GET | Method::HEAD);
+    let wanted = origin_form && get && sluice_policy::is_pac_path(uri.path());
+    wanted
+        .then_some(proxy.config.settings.pac.as_deref())
+        .flatten()
+}
+
+/// Answer with the PAC script; the record's URL is the script's address as the client
+/// named it (its `Host`).
+fn serve_pac(
+    log: &Recorder,
+    mut record: Record,
+    request: &Request<Incoming>,
+    script: &str,
+) -> Response<ProxyBody> {
+    if let Some(host) = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        record.url = Some(forward::absolute_url("http", host, request.uri().path()));
+    }
+    record.status = Some(StatusCode::OK.as_u16());
+    record.verdict = Some("allowed");
+    log.write(&record);
+    let mut response = Response::new(forward::full(script.to_owned()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(sluice_policy::PAC_CONTENT_TYPE),
+    );
+    response
 }
 
 /// The authority a plain request is for (SPEC §3 step 1), after the framing checks that
