@@ -39,6 +39,7 @@
 
 mod action;
 mod admin;
+mod alt_svc;
 mod anti_virus;
 mod categories;
 mod compile;
@@ -63,6 +64,7 @@ mod size;
 
 pub use action::{CertErrorPolicy, HttpAction, SslAction, Stage};
 pub use admin::{admin_access, AdminAccess, AdminRequest, AdminToken};
+pub use alt_svc::{strip_alt_svc_h3, AltSvcEdit};
 pub use config::Config;
 pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};

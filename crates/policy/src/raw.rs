@@ -85,6 +85,7 @@ pub(crate) struct RawTls {
     pub learn_state: Option<Spanned<String>>,
     pub trusted_server_certs: Option<Vec<Spanned<String>>>,
     pub cert_cache_size: Option<Spanned<i64>>,
+    pub strip_alt_svc_h3: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -107,6 +107,10 @@ pub struct TlsSettings {
     pub trusted_server_certs: Vec<[u8; 32]>,
     /// Capacity of the replacement-certificate cache (at least 1).
     pub cert_cache_size: u64,
+    /// Remove `h3` and `h3-*` entries from `Alt-Svc` in relayed responses (default), so
+    /// clients do not move to QUIC, which sluice cannot see (see
+    /// [`strip_alt_svc_h3`](crate::strip_alt_svc_h3)).
+    pub strip_alt_svc_h3: bool,
 }
 
 /// `tls.leaf_key`: the key type of minted certificates.

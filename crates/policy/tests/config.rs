@@ -49,6 +49,7 @@ fn an_empty_file_has_every_spec_default() {
     assert_eq!(s.tls.learn_ttl, Duration::from_secs(24 * 3600));
     assert!(s.tls.trusted_server_certs.is_empty());
     assert_eq!(s.tls.cert_cache_size, 10_000);
+    assert!(s.tls.strip_alt_svc_h3);
     assert_eq!(s.log.access, LogTarget::Stdout);
     assert_eq!(s.log.level, "info");
     assert_eq!(s.limits.max_connections, 10_000);

@@ -138,6 +138,9 @@ pub async fn exchange(
             return forward::refuse_with(log, record, status, "upstream_response_timeout", &why);
         }
     };
+    if proxy.config.settings.tls.strip_alt_svc_h3 {
+        forward::strip_alt_svc_h3(response.headers_mut());
+    }
     if let Some(client_upgrade) = client_upgrade {
         upgrade::relay_if_switched(client_upgrade, &mut response, idle);
         return forward::relay_response(log, record, response, upgrading);

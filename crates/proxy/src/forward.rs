@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
 use http::{header, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -17,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use sluice_policy::Limits;
+use sluice_policy::{AltSvcEdit, Limits};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -118,6 +119,27 @@ pub fn prepare_response<B>(response: &mut Response<B>, upgrade: bool) {
     let version = response.version();
     strip_hop_by_hop(response.headers_mut(), upgrade);
     add_via(response.headers_mut(), version);
+}
+
+/// Remove the HTTP/3 entries of every `Alt-Svc` field (SPEC §11 QUIC), dropping a field
+/// left empty; the decision on each value is [`sluice_policy::strip_alt_svc_h3`]'s.
+pub fn strip_alt_svc_h3(headers: &mut HeaderMap) {
+    let header::Entry::Occupied(entry) = headers.entry(header::ALT_SVC) else {
+        return;
+    };
+    let (_, values) = entry.remove_entry_mult();
+    let edited: Vec<HeaderValue> = values
+        .filter_map(
+            |value| match sluice_policy::strip_alt_svc_h3(value.as_bytes()) {
+                AltSvcEdit::Keep => Some(value),
+                AltSvcEdit::Remove => None,
+                AltSvcEdit::Replace(kept) => HeaderValue::from_bytes(kept.as_bytes()).ok(),
+            },
+        )
+        .collect();
+    for value in edited {
+        headers.append(header::ALT_SVC, value);
+    }
 }
 
 /// A one-line text answer from sluice itself (bad request, upstream unreachable).
