@@ -61,6 +61,7 @@ mod regexes;
 mod rules;
 mod settings;
 mod size;
+mod upstream_proxies;
 
 pub use action::{CertErrorPolicy, HttpAction, SslAction, Stage};
 pub use admin::{admin_access, AdminAccess, AdminRequest, AdminToken};
@@ -82,3 +83,4 @@ pub use settings::{
     HostMismatch, IcapService, LeafKey, Limits, LogSettings, LogTarget, NonTls, OnOversize,
     OnScanError, Settings, SniMismatch, SyslogFormat, SyslogTarget, SyslogTransport, TlsSettings,
 };
+pub use upstream_proxies::{ParentAddr, ParentCredentials, UpstreamProxy, Via, DIRECT};

@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     pub auth: RawAuth,
     pub admin: RawAdmin,
     pub tls: RawTls,
+    pub upstream_proxies: Vec<RawUpstreamProxy>,
     pub ssl_rules: Vec<RawSslRule>,
     pub http_rules: Vec<RawHttpRule>,
     pub categories: BTreeMap<String, RawCategory>,
@@ -63,6 +64,7 @@ pub(crate) struct RawProxy {
     pub hosts_file: Option<Spanned<String>>,
     pub proxy_protocol_from: Option<SpannedList<String>>,
     pub deny_destinations: Option<SpannedList<String>>,
+    pub default_via: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -104,6 +106,7 @@ pub(crate) struct RawSslRule {
     pub ips: Option<SpannedList<String>>,
     pub ports: Option<SpannedList<PortValue>>,
     pub users: Option<SpannedList<String>>,
+    pub via: Option<Spanned<String>>,
 }
 
 impl RawSslRule {
@@ -142,6 +145,7 @@ pub(crate) struct RawHttpRule {
     pub methods: Option<SpannedList<String>>,
     pub url_regex: Option<SpannedList<String>>,
     pub content_types: Option<SpannedList<String>>,
+    pub via: Option<Spanned<String>>,
 }
 
 impl RawHttpRule {
@@ -160,6 +164,15 @@ impl RawHttpRule {
             content_types: self.content_types.as_ref(),
         }
     }
+}
+
+/// One `[[upstream_proxies]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamProxy {
+    pub name: Spanned<String>,
+    pub urls: SpannedList<String>,
+    pub credentials_file: Option<Spanned<String>>,
 }
 
 /// `name = ["pattern", ...]` or `name = { file = "lists/x.txt" }`.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::admin::AdminToken;
 use crate::net::IpSet;
+use crate::upstream_proxies::{UpstreamProxy, Via};
 
 /// Validated settings, paths already resolved against the configuration's folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +31,10 @@ pub struct Settings {
     /// `proxy.deny_destinations`: addresses sluice never dials (SPEC §3 Destinations);
     /// test one with [`destination_denied`](crate::destination_denied).
     pub deny_destinations: IpSet,
+    /// `[[upstream_proxies]]`: the parent proxies `via` may name.
+    pub upstream_proxies: Vec<UpstreamProxy>,
+    /// `proxy.default_via`: where a connection no rule's `via` sends elsewhere leaves.
+    pub default_via: Via,
     /// `[auth]`.
     pub auth: AuthSettings,
     /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).
@@ -54,6 +59,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The parent a [`Via`] names (`None` for [`Via::Direct`]).
+    pub fn parent(&self, via: &Via) -> Option<&UpstreamProxy> {
+        match via {
+            Via::Direct => None,
+            Via::Parent(name) => self.upstream_proxies.iter().find(|p| &p.name == name),
+        }
+    }
+
     /// Whether a connection from `peer` may open with a PROXY header (with
     /// `proxy.proxy_protocol`). Anyone else who could send one would choose the client
     /// address that `clients` rules and the logs see. IPv4-mapped IPv6 peers (dual-stack

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_policy::{
     destination_denied, CertErrorPolicy, Config, ConfigError, HostMismatch, LeafKey, LogTarget,
-    NonTls, SniMismatch, SslAction,
+    NonTls, SniMismatch, SslAction, Via,
 };
 
 fn load(text: &str) -> Config {
@@ -894,4 +894,70 @@ fn pac_errors_name_their_line() {
     }
     let not_pac = errors_in("[pac]\nfile = \"not.pac\"\n", dir.path());
     assert!(not_pac[0].ends_with("does not define FindProxyForURL, so it is not a PAC script"));
+}
+
+#[test]
+fn upstream_proxies_are_read_with_their_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("parent.cred"), "alice:s3cret word\n").unwrap();
+    let text = "[proxy]\ndefault_via = \"corp\"\n\n[[upstream_proxies]]\nname = \"corp\"\nurls = [\"http://p1.example:3128\", \"http://127.0.0.1:3129\"]\ncredentials_file = \"parent.cred\"\n";
+    let config = Config::from_str(text, "sluice.toml", dir.path())
+        .unwrap_or_else(|errors| panic!("unexpected errors: {errors:#?}"));
+    let s = config.settings;
+    assert_eq!(s.default_via, Via::Parent("corp".into()));
+    let parent = s.parent(&s.default_via).unwrap();
+    let urls: Vec<String> = parent.urls.iter().map(ToString::to_string).collect();
+    assert_eq!(urls, ["p1.example:3128", "127.0.0.1:3129"]);
+    assert_eq!(
+        parent.credentials.as_ref().unwrap().user_password(),
+        "alice:s3cret word"
+    );
+    assert!(!format!("{s:?}").contains("s3cret"), "never in Debug");
+    assert_eq!(load("").settings.default_via, Via::Direct);
+}
+
+#[test]
+fn upstream_proxy_errors_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.cred"), "no colon here\n").unwrap();
+    for (text, expected) in [
+        (
+            "[proxy]\ndefault_via = \"nowhere\"\n",
+            "sluice.toml:2: proxy.default_via: `nowhere` is neither",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"p\"\nurls = []\n",
+            "sluice.toml:3: upstream_proxies.urls: at least one URL is needed",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"p\"\nurls = [\"https://p:3128\"]\n",
+            "sluice.toml:3: upstream_proxies.urls: `https://p:3128` is not http://host:port",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"direct\"\nurls = [\"http://p:3128\"]\n",
+            "sluice.toml:2: upstream_proxies.name: `direct` is not a usable name",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"p\"\nurls = [\"http://p:3128\"]\n[[upstream_proxies]]\nname = \"p\"\nurls = [\"http://q:3128\"]\n",
+            "sluice.toml:5: upstream_proxies.name: `p` is used twice",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"p\"\nurls = [\"http://p:3128\"]\ncredentials_file = \"bad.cred\"\n",
+            "sluice.toml:4: upstream_proxies.credentials_file:",
+        ),
+        (
+            "[[ssl_rules]]\nname = \"x\"\ndomains = [\"a.example\"]\naction = \"bump\"\nvia = \"p\"\n",
+            "sluice.toml:5: ssl_rules.via: `p` is neither",
+        ),
+        (
+            "[[http_rules]]\nname = \"x\"\ndomains = [\"a.example\"]\naction = \"allow\"\nvia = \"p\"\n",
+            "sluice.toml:5: http_rules.via: `p` is neither",
+        ),
+    ] {
+        let e = errors_in(text, dir.path());
+        assert!(
+            e.iter().any(|line| line.starts_with(expected)),
+            "{text}: {e:?}"
+        );
+    }
 }
