@@ -179,7 +179,8 @@ fn parent_section(urls: &[String], credentials: bool) -> String {
     };
     format!(
         "[[upstream_proxies]]\nname = \"parent\"\nurls = [{}]\n{credentials}\n\
-         [[ssl_rules]]\nname = \"tunnel me\"\ndomains = [\"tunnel.test\"]\naction = \"tunnel\"\n",
+         [[ssl_rules]]\nname = \"tunnel me\"\ndomains = [\"tunnel.test\"]\naction = \"tunnel\"\n\n\
+         [[ssl_rules]]\nname = \"not via the parent\"\ndomains = [\"allow.test\"]\naction = \"bump\"\nvia = \"direct\"\n",
         urls.join(", ")
     )
 }
@@ -242,6 +243,19 @@ fn tunnel_bump_and_plain_http_go_through_the_parent() {
     }
     let bumped = sluice.wait_record("the bumped request", |r| r["kind"] == "http");
     assert_eq!(bumped["via"], "parent");
+    // A rule's `via = "direct"` overrides the default: the parent never sees it.
+    let out = fetch(
+        &sluice.proxy_url(),
+        "allow.test",
+        port,
+        "/hello",
+        &bundle,
+        &[],
+    );
+    assert_eq!(out.body_text(), HELLO, "{}", out.stderr);
+    let record = connect_record_for(&sluice, "allow.test");
+    assert_eq!(record["via"], "direct");
+    assert_eq!(record["dest_ip"], "127.0.0.1");
 
     let url = format!("http://bump.test:{}/hello", plain.port());
     let out = curl(&["-x", &sluice.proxy_url(), &url]);
@@ -375,6 +389,30 @@ fn a_refusing_parent_is_parent_refused_and_a_dead_one_parent_unreachable() {
     let record = connect_record_for(&without, "bump.test");
     assert_eq!(record["error"], "parent_refused");
     assert_eq!(record["parent_status"], 407);
+
+    // A parent that answers the CONNECT with garbage is no parent.
+    let liar = TcpListener::bind("127.0.0.1:0").unwrap();
+    let liar_url = format!("http://127.0.0.1:{}", liar.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = liar.accept() {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"SSH-2.0-OpenSSH\r\n\r\n");
+        }
+    });
+    let lied_to = start_sluice(&pki, &[port], &parent_section(&[liar_url], false), &[]);
+    let out = fetch(
+        &lied_to.proxy_url(),
+        "bump.test",
+        port,
+        "/hello",
+        &lied_to.ca_path(),
+        &[],
+    );
+    assert!(out.headers.contains(" 502"), "{}", out.headers);
+    let record = connect_record_for(&lied_to, "bump.test");
+    assert_eq!(record["error"], "parent_unreachable");
 
     // Two dead URLs, and a tarpit that accepts and never answers the CONNECT.
     let tarpit = TcpListener::bind("127.0.0.1:0").unwrap();
