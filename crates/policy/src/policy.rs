@@ -137,6 +137,9 @@ pub struct Policy {
     on_sni_mismatch: SniMismatch,
     /// `proxy.default_via`.
     default_via: Via,
+    /// Whether any rule or the default names a parent: otherwise every connection is
+    /// direct and no rule needs matching for it.
+    any_parent: bool,
     rules: Vec<SslRule>,
     http_rules: Vec<HttpRule>,
     /// Whether some HTTP rule lists `content_types`: otherwise responses need no decision.
@@ -157,6 +160,11 @@ impl Policy {
             learn_bypass: tls.learn_bypass,
             default_action: tls.default_action,
             on_sni_mismatch: tls.on_sni_mismatch,
+            any_parent: default_via != Via::Direct
+                || rules.iter().any(|r| matches!(r.via, Some(Via::Parent(_))))
+                || http_rules
+                    .iter()
+                    .any(|r| matches!(r.via, Some(Via::Parent(_)))),
             default_via,
             rules,
             response_rules: http_rules.iter().any(HttpRule::needs_response),
@@ -231,6 +239,9 @@ impl Policy {
     /// matches, when it has one, else `proxy.default_via`. Through a parent sluice does
     /// not resolve the name, so `facts.dest_ip` is the literal or nothing.
     pub fn via_connect(&self, facts: &SslFacts<'_>) -> Via {
+        if !self.any_parent {
+            return Via::Direct;
+        }
         self.first_match(facts)
             .and_then(|rule| rule.via.clone())
             .unwrap_or_else(|| self.default_via.clone())
@@ -240,6 +251,9 @@ impl Policy {
     /// request (as [`Policy::decide_http_request`] finds it), when it has one, else
     /// `proxy.default_via`. (A bumped request goes where its CONNECT went.)
     pub fn via_http(&self, facts: &HttpFacts<'_>) -> Via {
+        if !self.any_parent {
+            return Via::Direct;
+        }
         let name = http_name(facts.host);
         let subject = http_subject(facts, name.as_deref(), None);
         self.http_rules
