@@ -67,7 +67,9 @@ fn sigterm_closes_an_idle_http1_keep_alive_connection_at_once() {
     let mut sluice = Sluice::start(&pki, SluiceConfig::default());
     let mut client = support::raw::Raw::connect(sluice.addr);
     let url = format!("http://127.0.0.1:{}/hello", origin.port());
-    client.send(format!("GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes());
+    // `Host` names what the target names (SPEC §9: otherwise 400 host_target_mismatch).
+    let host = format!("127.0.0.1:{}", origin.port());
+    client.send(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
     let head = client.read_head();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let length: usize = header(&head, "content-length").parse().unwrap();
