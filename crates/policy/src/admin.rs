@@ -90,9 +90,16 @@ impl AdminAccess {
     }
 }
 
-/// Routes served without the token: the CA for clients to install, and the health
-/// checks of load balancers.
-const OPEN_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/ca.pem", "/ca.der"];
+/// Routes served without the token: the CA and the PAC script for clients to fetch
+/// (a browser sends no bearer token), and the health checks of load balancers.
+const OPEN_ROUTES: [&str; 6] = [
+    "/healthz",
+    "/readyz",
+    "/ca.pem",
+    "/ca.der",
+    crate::pac::PAC_PATHS[0],
+    crate::pac::PAC_PATHS[1],
+];
 
 /// Decide whether the admin endpoint serves `request`; `token` is `admin.token_file`'s.
 pub fn admin_access(request: &AdminRequest<'_>, token: Option<&AdminToken>) -> AdminAccess {

@@ -335,6 +335,7 @@ pub(crate) fn tls(raw: RawTls, base_dir: &Path, diag: &mut Diagnostics<'_>) -> T
             diag,
         ),
         trusted_server_certs,
+        strip_alt_svc_h3: raw.strip_alt_svc_h3.unwrap_or(true),
         cert_cache_size: positive(
             raw.cert_cache_size,
             DEFAULT_CERT_CACHE_SIZE,

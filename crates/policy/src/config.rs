@@ -6,12 +6,14 @@ use crate::anti_virus;
 use crate::categories;
 use crate::compile;
 use crate::diagnostics::{ConfigError, Diagnostics};
+use crate::pac;
 use crate::phishing;
 use crate::policy::Policy;
 use crate::raw::RawConfig;
 use crate::recover;
 use crate::rules;
 use crate::settings::Settings;
+use crate::upstream_proxies::{self, Via};
 
 /// A loaded, valid configuration. Built once per load; the caller shares it (`Arc`) and
 /// swaps it whole on reload.
@@ -64,6 +66,21 @@ impl Config {
         );
         let deny_destinations =
             compile::deny_destinations(raw.proxy.deny_destinations.take(), &mut diag);
+        let upstream_proxies = upstream_proxies::compile(
+            std::mem::take(&mut raw.upstream_proxies),
+            base_dir,
+            &mut diag,
+        );
+        let default_via = match raw.proxy.default_via.take() {
+            None => Via::Direct,
+            Some(via) => upstream_proxies::resolve_via(
+                &via,
+                &upstream_proxies,
+                "proxy.default_via",
+                &mut diag,
+            )
+            .unwrap_or_default(),
+        };
         let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
         let (admin_listen, admin_token) = compile::admin(raw.admin, base_dir, &mut diag);
         let settings = Settings {
@@ -74,21 +91,31 @@ impl Config {
             admin_listen,
             admin_token,
             deny_destinations,
+            upstream_proxies,
+            default_via,
             auth: compile::auth(raw.auth, base_dir, &mut diag),
             connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),
             anti_virus: anti_virus::compile(raw.anti_virus, base_dir, &mut diag),
             block_page: compile::block_page(raw.block_page, base_dir, &mut diag),
+            pac: pac::compile(raw.pac, base_dir, &mut diag),
             log: compile::log(raw.log, base_dir, &mut diag),
             limits: compile::limits(raw.limits, &mut diag),
         };
         let categories = categories::compile(raw.categories, base_dir, &mut diag);
-        let ssl_rules = rules::compile_ssl(raw.ssl_rules, &categories, &mut diag);
-        let http_rules = rules::compile_http(raw.http_rules, &categories, &mut diag);
+        let parents = &settings.upstream_proxies;
+        let ssl_rules = rules::compile_ssl(raw.ssl_rules, &categories, parents, &mut diag);
+        let http_rules = rules::compile_http(raw.http_rules, &categories, parents, &mut diag);
         let phishing = phishing::compile(raw.anti_phishing.lists, base_dir, &mut diag);
         diag.finish()?;
         Ok(Config {
-            policy: Policy::new(&settings.tls, ssl_rules, http_rules, phishing),
+            policy: Policy::new(
+                &settings.tls,
+                settings.default_via.clone(),
+                ssl_rules,
+                http_rules,
+                phishing,
+            ),
             settings,
         })
     }

@@ -39,6 +39,7 @@
 
 mod action;
 mod admin;
+mod alt_svc;
 mod anti_virus;
 mod categories;
 mod compile;
@@ -51,6 +52,7 @@ mod host;
 mod learn;
 mod list_file;
 mod net;
+mod pac;
 mod phishing;
 mod policy;
 mod raw;
@@ -59,9 +61,11 @@ mod regexes;
 mod rules;
 mod settings;
 mod size;
+mod upstream_proxies;
 
 pub use action::{CertErrorPolicy, HttpAction, SslAction, Stage};
 pub use admin::{admin_access, AdminAccess, AdminRequest, AdminToken};
+pub use alt_svc::{strip_alt_svc_h3, AltSvcEdit};
 pub use config::Config;
 pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};
@@ -69,6 +73,7 @@ pub use explain::Explanation;
 pub use host::{decide_host, Authority, HostDecision, HostError, HostFacts};
 pub use learn::{BypassEvidence, LEARNED_BYPASS_RULE};
 pub use net::{destination_denied, IpSet};
+pub use pac::{is_pac_path, PAC_CONTENT_TYPE, PAC_PATHS};
 pub use phishing::{PhishingList, PhishingMatch};
 pub use policy::{
     ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts, DEFAULT_RULE,
@@ -78,3 +83,4 @@ pub use settings::{
     HostMismatch, IcapService, LeafKey, Limits, LogSettings, LogTarget, NonTls, OnOversize,
     OnScanError, Settings, SniMismatch, SyslogFormat, SyslogTarget, SyslogTransport, TlsSettings,
 };
+pub use upstream_proxies::{ParentAddr, ParentCredentials, UpstreamProxy, Via, DIRECT};

@@ -10,6 +10,7 @@ use crate::domain::normalize;
 use crate::phishing::PhishingList;
 use crate::rules::{HttpRule, SslRule};
 use crate::settings::{SniMismatch, TlsSettings};
+use crate::upstream_proxies::Via;
 
 /// The `rule` of a decision no SSL rule made.
 pub const DEFAULT_RULE: &str = "default";
@@ -134,6 +135,11 @@ pub struct Policy {
     pub(crate) learn_bypass: bool,
     default_action: SslAction,
     on_sni_mismatch: SniMismatch,
+    /// `proxy.default_via`.
+    default_via: Via,
+    /// Whether any rule or the default names a parent: otherwise every connection is
+    /// direct and no rule needs matching for it.
+    any_parent: bool,
     rules: Vec<SslRule>,
     http_rules: Vec<HttpRule>,
     /// Whether some HTTP rule lists `content_types`: otherwise responses need no decision.
@@ -144,6 +150,7 @@ pub struct Policy {
 impl Policy {
     pub(crate) fn new(
         tls: &TlsSettings,
+        default_via: Via,
         rules: Vec<SslRule>,
         http_rules: Vec<HttpRule>,
         phishing: PhishingList,
@@ -153,6 +160,12 @@ impl Policy {
             learn_bypass: tls.learn_bypass,
             default_action: tls.default_action,
             on_sni_mismatch: tls.on_sni_mismatch,
+            any_parent: default_via != Via::Direct
+                || rules.iter().any(|r| matches!(r.via, Some(Via::Parent(_))))
+                || http_rules
+                    .iter()
+                    .any(|r| matches!(r.via, Some(Via::Parent(_)))),
+            default_via,
             rules,
             response_rules: http_rules.iter().any(HttpRule::needs_response),
             http_rules,
@@ -242,6 +255,36 @@ impl Policy {
         self.first_match(facts)
             .filter(|rule| rule.action == SslAction::Terminate)
             .map(SslDecision::by_rule)
+    }
+
+    /// Where a CONNECT leaves (SPEC §11), decided with the facts of stage `connect` since
+    /// the server is dialled before the ClientHello: the `via` of the first SSL rule that
+    /// matches, when it has one, else `proxy.default_via`. Through a parent sluice does
+    /// not resolve the name, so `facts.dest_ip` is the literal or nothing.
+    pub fn via_connect(&self, facts: &SslFacts<'_>) -> Via {
+        if !self.any_parent {
+            return Via::Direct;
+        }
+        self.first_match(facts)
+            .and_then(|rule| rule.via.clone())
+            .unwrap_or_else(|| self.default_via.clone())
+    }
+
+    /// Where a plain HTTP request leaves: the `via` of the HTTP rule that decides the
+    /// request (as [`Policy::decide_http_request`] finds it), when it has one, else
+    /// `proxy.default_via`. (A bumped request goes where its CONNECT went.)
+    pub fn via_http(&self, facts: &HttpFacts<'_>) -> Via {
+        if !self.any_parent {
+            return Via::Direct;
+        }
+        let name = http_name(facts.host);
+        let subject = http_subject(facts, name.as_deref(), None);
+        self.http_rules
+            .iter()
+            .filter(|rule| !rule.needs_response())
+            .find(|rule| rule.matches(&subject))
+            .and_then(|rule| rule.via.clone())
+            .unwrap_or_else(|| self.default_via.clone())
     }
 
     /// Whether decryption is enabled (`tls.decryption`).

@@ -29,12 +29,14 @@ pub(crate) struct RawConfig {
     pub auth: RawAuth,
     pub admin: RawAdmin,
     pub tls: RawTls,
+    pub upstream_proxies: Vec<RawUpstreamProxy>,
     pub ssl_rules: Vec<RawSslRule>,
     pub http_rules: Vec<RawHttpRule>,
     pub categories: BTreeMap<String, RawCategory>,
     pub anti_phishing: RawAntiPhishing,
     pub anti_virus: RawAntiVirus,
     pub block_page: RawBlockPage,
+    pub pac: RawPac,
     pub log: RawLog,
     pub limits: RawLimits,
 }
@@ -62,6 +64,7 @@ pub(crate) struct RawProxy {
     pub hosts_file: Option<Spanned<String>>,
     pub proxy_protocol_from: Option<SpannedList<String>>,
     pub deny_destinations: Option<SpannedList<String>>,
+    pub default_via: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +88,7 @@ pub(crate) struct RawTls {
     pub learn_state: Option<Spanned<String>>,
     pub trusted_server_certs: Option<Vec<Spanned<String>>>,
     pub cert_cache_size: Option<Spanned<i64>>,
+    pub strip_alt_svc_h3: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +107,7 @@ pub(crate) struct RawSslRule {
     pub ips: Option<SpannedList<String>>,
     pub ports: Option<SpannedList<PortValue>>,
     pub users: Option<SpannedList<String>>,
+    pub via: Option<Spanned<String>>,
 }
 
 impl RawSslRule {
@@ -141,6 +146,7 @@ pub(crate) struct RawHttpRule {
     pub methods: Option<SpannedList<String>>,
     pub url_regex: Option<SpannedList<String>>,
     pub content_types: Option<SpannedList<String>>,
+    pub via: Option<Spanned<String>>,
 }
 
 impl RawHttpRule {
@@ -159,6 +165,15 @@ impl RawHttpRule {
             content_types: self.content_types.as_ref(),
         }
     }
+}
+
+/// One `[[upstream_proxies]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamProxy {
+    pub name: Spanned<String>,
+    pub urls: SpannedList<String>,
+    pub credentials_file: Option<Spanned<String>>,
 }
 
 /// `name = ["pattern", ...]` or `name = { file = "lists/x.txt" }`.
@@ -217,6 +232,14 @@ pub(crate) struct RawAntiVirus {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawBlockPage {
     pub template: Option<Spanned<String>>,
+}
+
+/// `[pac]`: a PAC file, or the proxy address a generated one names.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawPac {
+    pub file: Option<Spanned<String>>,
+    pub proxy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

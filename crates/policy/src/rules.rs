@@ -13,6 +13,7 @@ use crate::learn::LEARNED_BYPASS_RULE;
 use crate::policy::DEFAULT_RULE;
 use crate::raw::{RawHttpRule, RawSslRule};
 use crate::recover;
+use crate::upstream_proxies::{resolve_via, UpstreamProxy, Via};
 
 /// Rule names the access log already uses for decisions no rule made.
 const RESERVED_NAMES: [&str; 2] = [DEFAULT_RULE, LEARNED_BYPASS_RULE];
@@ -23,6 +24,8 @@ pub(crate) struct SslRule {
     pub(crate) name: String,
     pub(crate) action: SslAction,
     pub(crate) cert_errors: Option<CertErrorPolicy>,
+    /// `via`: where the connection leaves; `None`: `proxy.default_via`.
+    pub(crate) via: Option<Via>,
     conditions: Conditions,
 }
 
@@ -45,6 +48,8 @@ impl SslRule {
 pub(crate) struct HttpRule {
     pub(crate) name: String,
     pub(crate) action: HttpAction,
+    /// `via`: where a plain request leaves; `None`: `proxy.default_via`.
+    pub(crate) via: Option<Via>,
     conditions: Conditions,
 }
 
@@ -65,6 +70,7 @@ impl HttpRule {
 pub(crate) fn compile_ssl(
     raw: Vec<RawSslRule>,
     categories: &Categories,
+    parents: &[UpstreamProxy],
     diag: &mut Diagnostics<'_>,
 ) -> Vec<SslRule> {
     let mut names = Names::new("ssl_rules");
@@ -72,12 +78,14 @@ pub(crate) fn compile_ssl(
         .filter_map(|rule| {
             let name = names.check(&rule.name, diag);
             let action = action::<SslAction>(&rule.action, diag);
+            let via = rule_via(rule.via.as_ref(), parents, "ssl_rules.via", diag)?;
             let conditions =
                 conditions::compile(&rule.conditions(), "ssl_rules", categories, diag)?;
             Some(SslRule {
                 name,
                 action: action?,
                 cert_errors: rule.cert_errors,
+                via,
                 conditions,
             })
         })
@@ -88,6 +96,7 @@ pub(crate) fn compile_ssl(
 pub(crate) fn compile_http(
     raw: Vec<RawHttpRule>,
     categories: &Categories,
+    parents: &[UpstreamProxy],
     diag: &mut Diagnostics<'_>,
 ) -> Vec<HttpRule> {
     let mut names = Names::new("http_rules");
@@ -95,15 +104,30 @@ pub(crate) fn compile_http(
         .filter_map(|rule| {
             let name = names.check(&rule.name, diag);
             let action = action::<HttpAction>(&rule.action, diag);
+            let via = rule_via(rule.via.as_ref(), parents, "http_rules.via", diag)?;
             let conditions =
                 conditions::compile(&rule.conditions(), "http_rules", categories, diag)?;
             Some(HttpRule {
                 name,
                 action: action?,
+                via,
                 conditions,
             })
         })
         .collect()
+}
+
+/// A rule's `via`: `Some(None)` when it has none, `None` when it names no parent.
+fn rule_via(
+    via: Option<&Spanned<String>>,
+    parents: &[UpstreamProxy],
+    key: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Option<Option<Via>> {
+    match via {
+        None => Some(None),
+        Some(via) => resolve_via(via, parents, key, diag).map(Some),
+    }
 }
 
 /// A rule's `action`, reported at its line when it names no action of this list.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::admin::AdminToken;
 use crate::net::IpSet;
+use crate::upstream_proxies::{UpstreamProxy, Via};
 
 /// Validated settings, paths already resolved against the configuration's folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +31,10 @@ pub struct Settings {
     /// `proxy.deny_destinations`: addresses sluice never dials (SPEC §3 Destinations);
     /// test one with [`destination_denied`](crate::destination_denied).
     pub deny_destinations: IpSet,
+    /// `[[upstream_proxies]]`: the parent proxies `via` may name.
+    pub upstream_proxies: Vec<UpstreamProxy>,
+    /// `proxy.default_via`: where a connection no rule's `via` sends elsewhere leaves.
+    pub default_via: Via,
     /// `[auth]`.
     pub auth: AuthSettings,
     /// `admin.listen`: the admin endpoint's socket; `None` when disabled (`""`).
@@ -43,6 +48,10 @@ pub struct Settings {
     pub anti_virus: AntiVirusSettings,
     /// `[block_page]`.
     pub block_page: BlockPageSettings,
+    /// `[pac]`: the proxy auto-configuration script served as `/proxy.pac` and
+    /// `/wpad.dat` (`pac.file` read at load time, or written from `pac.proxy`); `None`
+    /// when neither is set (those paths are then not found).
+    pub pac: Option<String>,
     /// `[log]`.
     pub log: LogSettings,
     /// `[limits]`.
@@ -50,6 +59,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The parent a [`Via`] names (`None` for [`Via::Direct`]).
+    pub fn parent(&self, via: &Via) -> Option<&UpstreamProxy> {
+        match via {
+            Via::Direct => None,
+            Via::Parent(name) => self.upstream_proxies.iter().find(|p| &p.name == name),
+        }
+    }
+
     /// Whether a connection from `peer` may open with a PROXY header (with
     /// `proxy.proxy_protocol`). Anyone else who could send one would choose the client
     /// address that `clients` rules and the logs see. IPv4-mapped IPv6 peers (dual-stack
@@ -106,6 +123,10 @@ pub struct TlsSettings {
     pub trusted_server_certs: Vec<[u8; 32]>,
     /// Capacity of the replacement-certificate cache (at least 1).
     pub cert_cache_size: u64,
+    /// Remove `h3` and `h3-*` entries from `Alt-Svc` in relayed responses (default), so
+    /// clients do not move to QUIC, which sluice cannot see (see
+    /// [`strip_alt_svc_h3`](crate::strip_alt_svc_h3)).
+    pub strip_alt_svc_h3: bool,
 }
 
 /// `tls.leaf_key`: the key type of minted certificates.

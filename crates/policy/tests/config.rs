@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_policy::{
     destination_denied, CertErrorPolicy, Config, ConfigError, HostMismatch, LeafKey, LogTarget,
-    NonTls, SniMismatch, SslAction,
+    NonTls, SniMismatch, SslAction, Via,
 };
 
 fn load(text: &str) -> Config {
@@ -49,6 +49,7 @@ fn an_empty_file_has_every_spec_default() {
     assert_eq!(s.tls.learn_ttl, Duration::from_secs(24 * 3600));
     assert!(s.tls.trusted_server_certs.is_empty());
     assert_eq!(s.tls.cert_cache_size, 10_000);
+    assert!(s.tls.strip_alt_svc_h3);
     assert_eq!(s.log.access, LogTarget::Stdout);
     assert_eq!(s.log.level, "info");
     assert_eq!(s.limits.max_connections, 10_000);
@@ -842,4 +843,121 @@ fn the_learned_bypass_table_is_bounded_and_kept_in_a_file() {
             "sluice.toml:3: tls.learn_state: empty path",
         ]
     );
+}
+
+#[test]
+fn pac_is_absent_by_default_written_from_proxy_or_read_from_a_file() {
+    assert_eq!(load("").settings.pac, None);
+    let written = load("[pac]\nproxy = \"proxy.corp.example:3128\"\n")
+        .settings
+        .pac;
+    assert!(written
+        .unwrap()
+        .contains("PROXY proxy.corp.example:3128; DIRECT"));
+    let dir = tempfile::tempdir().unwrap();
+    let script = "function FindProxyForURL(url, host) { return \"DIRECT\"; }\n";
+    std::fs::write(dir.path().join("corp.pac"), script).unwrap();
+    let config = Config::from_str("[pac]\nfile = \"corp.pac\"\n", "sluice.toml", dir.path())
+        .unwrap_or_else(|errors| panic!("unexpected errors: {errors:#?}"));
+    assert_eq!(config.settings.pac.as_deref(), Some(script));
+}
+
+#[test]
+fn pac_errors_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not.pac"), "<html>oops</html>\n").unwrap();
+    for (text, expected) in [
+        (
+            "[pac]\nfile = \"a.pac\"\nproxy = \"p:3128\"\n",
+            "sluice.toml:3: pac.proxy: set pac.file or pac.proxy, not both",
+        ),
+        (
+            "[pac]\nproxy = \"p\"\n",
+            "sluice.toml:2: pac.proxy: `p` is not host:port (the port is missing)",
+        ),
+        (
+            "[pac]\n\nproxy = \"p\\\";x=\\\":3128\"\n",
+            "sluice.toml:3: pac.proxy: `p\";x=\":3128` is not host:port",
+        ),
+        (
+            "[pac]\nfile = \"missing.pac\"\n",
+            "sluice.toml:2: pac.file: cannot read",
+        ),
+        ("[pac]\nfile = \"not.pac\"\n", "sluice.toml:2: pac.file: "),
+        ("[pac]\nurl = \"x\"\n", "sluice.toml:2: unknown field `url`"),
+    ] {
+        let e = errors_in(text, dir.path());
+        assert!(
+            e.iter().any(|line| line.starts_with(expected)),
+            "{text}: {e:?}"
+        );
+    }
+    let not_pac = errors_in("[pac]\nfile = \"not.pac\"\n", dir.path());
+    assert!(not_pac[0].ends_with("does not define FindProxyForURL, so it is not a PAC script"));
+}
+
+#[test]
+fn upstream_proxies_are_read_with_their_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("parent.cred"), "alice:s3cret word\n").unwrap();
+    let text = "[proxy]\ndefault_via = \"corp\"\n\n[[upstream_proxies]]\nname = \"corp\"\nurls = [\"http://p1.example:3128\", \"http://127.0.0.1:3129\"]\ncredentials_file = \"parent.cred\"\n";
+    let config = Config::from_str(text, "sluice.toml", dir.path())
+        .unwrap_or_else(|errors| panic!("unexpected errors: {errors:#?}"));
+    let s = config.settings;
+    assert_eq!(s.default_via, Via::Parent("corp".into()));
+    let parent = s.parent(&s.default_via).unwrap();
+    let urls: Vec<String> = parent.urls.iter().map(ToString::to_string).collect();
+    assert_eq!(urls, ["p1.example:3128", "127.0.0.1:3129"]);
+    assert_eq!(
+        parent.credentials.as_ref().unwrap().user_password(),
+        "alice:s3cret word"
+    );
+    assert!(!format!("{s:?}").contains("s3cret"), "never in Debug");
+    assert_eq!(load("").settings.default_via, Via::Direct);
+}
+
+#[test]
+fn upstream_proxy_errors_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.cred"), "no colon here\n").unwrap();
+    for (text, expected) in [
+        (
+            "[proxy]\ndefault_via = \"nowhere\"\n",
+            "sluice.toml:2: proxy.default_via: `nowhere` is neither",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"p\"\nurls = []\n",
+            "sluice.toml:3: upstream_proxies.urls: at least one URL is needed",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"p\"\nurls = [\"https://p:3128\"]\n",
+            "sluice.toml:3: upstream_proxies.urls: `https://p:3128` is not http://host:port",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"direct\"\nurls = [\"http://p:3128\"]\n",
+            "sluice.toml:2: upstream_proxies.name: `direct` is not a usable name",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"p\"\nurls = [\"http://p:3128\"]\n[[upstream_proxies]]\nname = \"p\"\nurls = [\"http://q:3128\"]\n",
+            "sluice.toml:5: upstream_proxies.name: `p` is used twice",
+        ),
+        (
+            "[[upstream_proxies]]\nname = \"p\"\nurls = [\"http://p:3128\"]\ncredentials_file = \"bad.cred\"\n",
+            "sluice.toml:4: upstream_proxies.credentials_file:",
+        ),
+        (
+            "[[ssl_rules]]\nname = \"x\"\ndomains = [\"a.example\"]\naction = \"bump\"\nvia = \"p\"\n",
+            "sluice.toml:5: ssl_rules.via: `p` is neither",
+        ),
+        (
+            "[[http_rules]]\nname = \"x\"\ndomains = [\"a.example\"]\naction = \"allow\"\nvia = \"p\"\n",
+            "sluice.toml:5: http_rules.via: `p` is neither",
+        ),
+    ] {
+        let e = errors_in(text, dir.path());
+        assert!(
+            e.iter().any(|line| line.starts_with(expected)),
+            "{text}: {e:?}"
+        );
+    }
 }

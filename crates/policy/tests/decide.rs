@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use sluice_policy::{
-    CertErrorPolicy, Config, ConnectStep, Policy, SslAction, SslDecision, SslFacts, Stage,
+    CertErrorPolicy, Config, ConnectStep, HttpFacts, Policy, SslAction, SslDecision, SslFacts,
+    Stage, Via,
 };
 
 fn policy(text: &str) -> Policy {
@@ -655,4 +656,71 @@ on_non_tls = "tunnel"
     );
     assert_eq!(policy.decide_non_tls_tunnel(&facts("ssh.example")), None);
     assert_eq!(policy.decide_non_tls_tunnel(&facts("other.example")), None);
+}
+
+const PARENTS: &str = r#"
+[proxy]
+default_via = "corp"
+
+[[upstream_proxies]]
+name = "corp"
+urls = ["http://parent1.corp.example:3128", "http://10.0.0.2:3128"]
+
+[[upstream_proxies]]
+name = "partner"
+urls = ["http://[2001:db8::8]:8080"]
+
+[[ssl_rules]]
+name = "partner sites"
+domains = [".partner.example"]
+action = "bump"
+via = "partner"
+
+[[ssl_rules]]
+name = "intranet"
+domains = [".intranet.example"]
+action = "tunnel"
+via = "direct"
+
+[[ssl_rules]]
+name = "no via"
+domains = ["plain.example"]
+action = "bump"
+
+[[http_rules]]
+name = "partner http"
+domains = [".partner.example"]
+action = "allow"
+via = "partner"
+"#;
+
+#[test]
+fn via_is_the_first_matching_rules_or_the_default() {
+    let p = policy(PARENTS);
+    let via = |name| p.via_connect(&facts(name));
+    assert_eq!(via("www.partner.example"), Via::Parent("partner".into()));
+    assert_eq!(via("wiki.intranet.example"), Via::Direct);
+    assert_eq!(
+        via("plain.example"),
+        Via::Parent("corp".into()),
+        "a rule without via"
+    );
+    assert_eq!(via("other.example"), Via::Parent("corp".into()));
+    assert_eq!(Via::Direct.as_str(), "direct");
+    let http = |host| {
+        p.via_http(&HttpFacts {
+            client: ip("10.1.2.3"),
+            user: None,
+            user_agent: None,
+            host: Some(host),
+            dest_ip: None,
+            port: 80,
+            method: "GET",
+            url: "http://x/",
+            content_type: None,
+        })
+    };
+    assert_eq!(http("a.partner.example"), Via::Parent("partner".into()));
+    assert_eq!(http("other.example"), Via::Parent("corp".into()));
+    assert_eq!(policy("").via_connect(&facts("a.example")), Via::Direct);
 }

@@ -36,6 +36,12 @@ pub struct Record {
     pub dest_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// `direct` or the parent proxy's name (SPEC §11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The status a parent proxy refused with (`error` = `parent_refused`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use sluice_policy::{
     admin_access, AdminAccess, AdminRequest, ConnectStep, Explanation, SslDecision, SslFacts,
+    PAC_CONTENT_TYPE,
 };
 use tokio::net::TcpListener;
 
@@ -126,10 +127,11 @@ async fn route(
             delete_bypass(&proxy, &p["/bypass/".len()..])
         }
         (&Method::POST, "/reload") => reload(admin).await,
+        (&Method::GET | &Method::HEAD, p) if sluice_policy::is_pac_path(p) => pac(&proxy),
         (
             _,
             "/ca.pem" | "/ca.der" | "/healthz" | "/readyz" | "/metrics" | "/explain" | "/bypass"
-            | "/reload",
+            | "/reload" | "/proxy.pac" | "/wpad.dat",
         ) => body(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
@@ -198,6 +200,14 @@ fn body(
 
 fn json_body(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     body(status, "application/json", format!("{value}\n"))
+}
+
+/// `GET /proxy.pac`, `GET /wpad.dat`: the `[pac]` script, or 404 without one.
+fn pac(proxy: &Proxy) -> Response<ProxyBody> {
+    match &proxy.config.settings.pac {
+        Some(script) => body(StatusCode::OK, PAC_CONTENT_TYPE, script.clone()),
+        None => body(StatusCode::NOT_FOUND, "text/plain", "no [pac] configured\n"),
+    }
 }
 
 /// `GET /metrics`: the Prometheus text exposition.

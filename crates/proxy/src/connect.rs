@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::access_log::Record;
-use crate::bump::{self, BumpTarget};
+use crate::bump::{self, BumpTarget, Route};
 use crate::client_hello_reader::{read_client_hello, HelloRead};
 use crate::context::Proxy;
 use crate::head::{parse_authority, RequestHead};
@@ -91,26 +91,48 @@ async fn run(
         let why = format!("CONNECT to port {port} is not allowed");
         return refuse(record, &mut client, 403, &why, "port_not_allowed").await;
     }
-    let dialing = Instant::now();
-    let dialed = proxy.dialer.dial(&host, port).await;
-    proxy.metrics.phase(Phase::Connect, dialing.elapsed());
-    let (upstream, dest_ip) = match dialed {
-        Ok(connected) => connected,
-        Err(e) => return refuse(record, &mut client, e.status(), &e.to_string(), e.kind()).await,
-    };
-    record.dest_ip = Some(dest_ip);
-
     let connect_ip: Option<IpAddr> = host.parse().ok();
     let connect_name = connect_ip.is_none().then_some(host.as_str());
     let user_agent = head.header_str("user-agent");
-    let connect_facts = SslFacts {
+    // Where to dial is decided before dialling, on what the CONNECT says (SPEC §11).
+    let mut connect_facts = SslFacts {
         client: peer.ip(),
         user: record.user.as_deref(),
         user_agent,
         dest_name: connect_name,
-        dest_ip: Some(dest_ip),
+        dest_ip: connect_ip,
         port,
     };
+    let via = proxy.config.policy.via_connect(&connect_facts);
+    record.via = Some(via.as_str().to_string());
+    let parent = settings.parent(&via);
+    let dialing = Instant::now();
+    let dialed = match parent {
+        None => proxy.dialer.dial(&host, port).await.map(|(stream, ip)| {
+            let route = Route::Direct(SocketAddr::new(ip, port));
+            (stream, Some(ip), route)
+        }),
+        // The parent resolves the name: only a literal is a destination IP here.
+        Some(parent) => {
+            let route = Route::Parent {
+                parent: Arc::new(parent.clone()),
+                host: Arc::from(host.as_str()),
+                port,
+            };
+            let tunneled = proxy.dialer.tunnel_via(parent, &host, port).await;
+            tunneled.map(|stream| (stream, connect_ip, route))
+        }
+    };
+    proxy.metrics.phase(Phase::Connect, dialing.elapsed());
+    let (upstream, dest_ip, route) = match dialed {
+        Ok(connected) => connected,
+        Err(e) => {
+            record.parent_status = e.parent_status();
+            return refuse(record, &mut client, e.status(), &e.to_string(), e.kind()).await;
+        }
+    };
+    record.dest_ip = dest_ip;
+    connect_facts.dest_ip = dest_ip;
     let step = proxy.config.policy.decide_connect(&connect_facts);
     if client.write_all(CONNECTION_ESTABLISHED).await.is_err() {
         record.error = Some("client_closed".into());
@@ -196,6 +218,7 @@ async fn run(
                 connect_ip,
                 port,
                 dest_ip,
+                route,
                 sni: hello.sni.as_deref(),
                 sni_unverified: !sni_verified,
                 client_alpn: &hello.alpn,

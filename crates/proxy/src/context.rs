@@ -111,6 +111,8 @@ pub struct Proxy {
     /// Resolution and TCP connect to servers, for CONNECT and plain HTTP.
     pub(crate) dialer: Arc<Dialer>,
     pub(crate) plain: PlainClient,
+    /// One pool per `[[upstream_proxies]]` entry, by name, for plain HTTP sent `via` it.
+    pub(crate) parent_plain: Vec<(String, PlainClient)>,
     /// Basic proxy authentication; `None` when `[auth]` names no users file.
     pub(crate) auth: Option<Authenticator>,
     /// The anti-virus engine (`[anti_virus]`), and where bodies wait for its verdict.
@@ -196,6 +198,15 @@ impl Proxy {
             log: Recorder::new(log, syslog, shared.metrics.clone()),
             metrics: shared.metrics.clone(),
             plain: PlainClient::new(dialer.clone()),
+            parent_plain: config
+                .settings
+                .upstream_proxies
+                .iter()
+                .map(|parent| {
+                    let client = PlainClient::via_parent(dialer.clone(), parent.clone());
+                    (parent.name.clone(), client)
+                })
+                .collect(),
             auth: Authenticator::new(&config.settings.auth),
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size)

@@ -5,20 +5,22 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use http::header::HOST;
+use http::header::{HOST, PROXY_AUTHORIZATION};
 use http::{request, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use hyper::body::Incoming;
+use sluice_policy::ParentCredentials;
 
 use crate::access_log::Record;
 use crate::block_page::BlockPage;
 use crate::bump::UpstreamLink;
 use crate::context::Proxy;
-use crate::forward::{self, boxed, PlainClient, ProxyBody};
+use crate::forward::{self, boxed, PlainClient, ProxyBody, UpstreamFailure};
 use crate::inspection::{self, Blocked, RequestInfo, ScanNote};
 use crate::metrics::Phase;
 use crate::progress;
 use crate::upgrade;
+use crate::upstream::basic_authorization;
 
 /// Where a request goes once the pipeline lets it.
 pub enum Upstream<'a> {
@@ -27,6 +29,13 @@ pub enum Upstream<'a> {
     Plain {
         client: &'a PlainClient,
         addr: SocketAddr,
+        authority: &'a str,
+    },
+    /// Plain HTTP through a parent proxy (SPEC §11), in absolute form, with the parent's
+    /// credentials; `authority` goes in the URL and in `Host`.
+    Parent {
+        client: &'a PlainClient,
+        credentials: Option<&'a ParentCredentials>,
         authority: &'a str,
     },
     /// The upstream connection of a bump.
@@ -42,7 +51,13 @@ impl Upstream<'_> {
     async fn send(
         self,
         request: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, (StatusCode, String)> {
+    ) -> Result<Response<ProxyBody>, UpstreamFailure> {
+        let bad_request = |why: String| UpstreamFailure {
+            status: StatusCode::BAD_REQUEST,
+            why,
+            kind: None,
+            parent_status: None,
+        };
         match self {
             Upstream::Plain {
                 client,
@@ -50,13 +65,35 @@ impl Upstream<'_> {
                 authority,
             } => {
                 let mut request = request;
-                to_address(&mut request, addr, authority)
-                    .map_err(|why| (StatusCode::BAD_REQUEST, why))?;
+                to_address(&mut request, addr, authority).map_err(bad_request)?;
                 client
                     .send(request)
                     .await
                     .map(|response| response.map(boxed))
                     .map_err(|e| forward::upstream_failure(&e))
+            }
+            Upstream::Parent {
+                client,
+                credentials,
+                authority,
+            } => {
+                let mut request = request;
+                to_parent(&mut request, authority, credentials).map_err(bad_request)?;
+                let response = client
+                    .send(request)
+                    .await
+                    .map_err(|e| forward::upstream_failure(&e))?;
+                // The parent's own challenge is not the client's to answer: its
+                // credentials are sluice's (any other answer may be the server's).
+                if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+                    return Err(UpstreamFailure {
+                        status: StatusCode::BAD_GATEWAY,
+                        why: "the parent proxy refused with status 407".into(),
+                        kind: Some("parent_refused"),
+                        parent_status: Some(407),
+                    });
+                }
+                Ok(response.map(boxed))
             }
             Upstream::Bumped {
                 link,
@@ -65,7 +102,12 @@ impl Upstream<'_> {
             } => link
                 .send(request, authority, path)
                 .await
-                .map_err(|why| (StatusCode::BAD_GATEWAY, why)),
+                .map_err(|why| UpstreamFailure {
+                    status: StatusCode::BAD_GATEWAY,
+                    why,
+                    kind: None,
+                    parent_status: None,
+                }),
         }
     }
 }
@@ -83,6 +125,28 @@ fn to_address<B>(
         .map_err(|e| format!("bad request target: {e}"))?;
     let host = HeaderValue::from_str(authority).map_err(|e| format!("bad authority: {e}"))?;
     request.headers_mut().insert(HOST, host);
+    Ok(())
+}
+
+/// Address a plain request to a parent: the absolute URL of the server, its authority
+/// as `Host`, and `Proxy-Authorization` when the parent has credentials (the client's
+/// own went with the hop-by-hop headers).
+fn to_parent<B>(
+    request: &mut Request<B>,
+    authority: &str,
+    credentials: Option<&ParentCredentials>,
+) -> Result<(), String> {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = format!("http://{authority}{path}")
+        .parse::<Uri>()
+        .map_err(|e| format!("bad request target: {e}"))?;
+    let host = HeaderValue::from_str(authority).map_err(|e| format!("bad authority: {e}"))?;
+    request.headers_mut().insert(HOST, host);
+    if let Some(credentials) = credentials {
+        let value = HeaderValue::from_str(&basic_authorization(credentials))
+            .map_err(|e| format!("bad parent credentials: {e}"))?;
+        request.headers_mut().insert(PROXY_AUTHORIZATION, value);
+    }
     Ok(())
 }
 
@@ -128,7 +192,19 @@ pub async fn exchange(
     proxy.metrics.phase(Phase::FirstByte, sending.elapsed());
     let mut response = match sent {
         Ok(Ok(response)) => response.map(|body| progress::bounded(body, idle)),
-        Ok(Err((status, why))) => return forward::refuse(log, record, status, &why),
+        Ok(Err(failure)) => {
+            let UpstreamFailure {
+                status,
+                why,
+                kind,
+                parent_status,
+            } = failure;
+            record.parent_status = parent_status;
+            return match kind {
+                Some(kind) => forward::refuse_with(log, record, status, kind, &why),
+                None => forward::refuse(log, record, status, &why),
+            };
+        }
         Err(_) => {
             let why = format!(
                 "the server sent no response headers within {} s",
@@ -138,6 +214,9 @@ pub async fn exchange(
             return forward::refuse_with(log, record, status, "upstream_response_timeout", &why);
         }
     };
+    if proxy.config.settings.tls.strip_alt_svc_h3 {
+        forward::strip_alt_svc_h3(response.headers_mut());
+    }
     if let Some(client_upgrade) = client_upgrade {
         upgrade::relay_if_switched(client_upgrade, &mut response, idle);
         return forward::relay_response(log, record, response, upgrading);

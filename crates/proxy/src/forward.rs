@@ -10,14 +10,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
 use http::{header, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use sluice_policy::Limits;
+use sluice_policy::{AltSvcEdit, Limits, UpstreamProxy};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -91,6 +93,7 @@ pub fn http_record<B>(template: &Record, request: &Request<B>, url: String) -> R
     record.sni = template.sni.clone();
     record.dest_ip = template.dest_ip;
     record.port = template.port;
+    record.via = template.via.clone();
     record.method = Some(request.method().to_string());
     record.url = Some(url);
     record.request_id = Some(new_request_id());
@@ -118,6 +121,27 @@ pub fn prepare_response<B>(response: &mut Response<B>, upgrade: bool) {
     let version = response.version();
     strip_hop_by_hop(response.headers_mut(), upgrade);
     add_via(response.headers_mut(), version);
+}
+
+/// Remove the HTTP/3 entries of every `Alt-Svc` field (SPEC §11 QUIC), dropping a field
+/// left empty; the decision on each value is [`sluice_policy::strip_alt_svc_h3`]'s.
+pub fn strip_alt_svc_h3(headers: &mut HeaderMap) {
+    let header::Entry::Occupied(entry) = headers.entry(header::ALT_SVC) else {
+        return;
+    };
+    let (_, values) = entry.remove_entry_mult();
+    let edited: Vec<HeaderValue> = values
+        .filter_map(
+            |value| match sluice_policy::strip_alt_svc_h3(value.as_bytes()) {
+                AltSvcEdit::Keep => Some(value),
+                AltSvcEdit::Remove => None,
+                AltSvcEdit::Replace(kept) => HeaderValue::from_bytes(kept.as_bytes()).ok(),
+            },
+        )
+        .collect();
+    for value in edited {
+        headers.append(header::ALT_SVC, value);
+    }
 }
 
 /// A one-line text answer from sluice itself (bad request, upstream unreachable).
@@ -290,27 +314,62 @@ impl Drop for LoggedBody {
     }
 }
 
-/// The status and one-line reason for a failed upstream exchange.
-pub fn upstream_failure(error: &(dyn std::error::Error + 'static)) -> (StatusCode, String) {
+/// Why an upstream exchange failed: the status, the one-line reason for the client, and
+/// for a failure to dial its kind (the log's `error`, as for a CONNECT).
+pub struct UpstreamFailure {
+    pub status: StatusCode,
+    pub why: String,
+    pub kind: Option<&'static str>,
+    /// The status a parent proxy refused with.
+    pub parent_status: Option<u16>,
+}
+
+/// The [`UpstreamFailure`] of a failed upstream exchange.
+pub fn upstream_failure(error: &(dyn std::error::Error + 'static)) -> UpstreamFailure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(dial) = e.downcast_ref::<DialError>() {
             let status = StatusCode::from_u16(dial.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-            return (status, dial.to_string());
+            return UpstreamFailure {
+                status,
+                why: dial.to_string(),
+                kind: Some(dial.kind()),
+                parent_status: dial.parent_status(),
+            };
         }
         source = e.source();
     }
-    (StatusCode::BAD_GATEWAY, format!("upstream failed: {error}"))
+    UpstreamFailure {
+        status: StatusCode::BAD_GATEWAY,
+        why: format!("upstream failed: {error}"),
+        kind: None,
+        parent_status: None,
+    }
 }
 
-/// Pooled upstream connections for plain HTTP.
+/// Pooled upstream connections for plain HTTP: to servers, or to one parent proxy.
 pub struct PlainClient {
     client: Client<UpstreamConnector, ProxyBody>,
 }
 
 impl PlainClient {
     pub fn new(dialer: Arc<Dialer>) -> Self {
-        let connector = UpstreamConnector { dialer };
+        Self::with_connector(UpstreamConnector {
+            dialer,
+            parent: None,
+        })
+    }
+
+    /// Connections to `parent` (SPEC §11), which get requests in absolute form: pooled
+    /// per server as hyper keys them, each dialled to the parent's first reachable URL.
+    pub fn via_parent(dialer: Arc<Dialer>, parent: UpstreamProxy) -> Self {
+        Self::with_connector(UpstreamConnector {
+            dialer,
+            parent: Some(Arc::new(parent)),
+        })
+    }
+
+    fn with_connector(connector: UpstreamConnector) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
@@ -330,13 +389,15 @@ impl PlainClient {
 #[derive(Clone)]
 struct UpstreamConnector {
     dialer: Arc<Dialer>,
+    /// Dial this parent proxy instead of the request's server.
+    parent: Option<Arc<UpstreamProxy>>,
 }
 
 type ConnectFuture =
-    Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, DialError>> + Send + 'static>>;
+    Pin<Box<dyn Future<Output = Result<UpstreamConnection, DialError>> + Send + 'static>>;
 
 impl tower_service::Service<Uri> for UpstreamConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = UpstreamConnection;
     type Error = DialError;
     type Future = ConnectFuture;
 
@@ -347,11 +408,62 @@ impl tower_service::Service<Uri> for UpstreamConnector {
     fn call(&mut self, uri: Uri) -> ConnectFuture {
         let this = self.clone();
         Box::pin(async move {
+            if let Some(parent) = &this.parent {
+                let stream = this.dialer.dial_parent(parent).await?;
+                return Ok(UpstreamConnection {
+                    io: TokioIo::new(stream),
+                    to_parent: true,
+                });
+            }
             let host = uri_host(&uri);
             let port = uri.port_u16().unwrap_or(80);
             let (stream, _) = this.dialer.dial(&host, port).await?;
-            Ok(TokioIo::new(stream))
+            Ok(UpstreamConnection {
+                io: TokioIo::new(stream),
+                to_parent: false,
+            })
         })
+    }
+}
+
+/// A plain-HTTP upstream connection. One to a parent proxy says so, so that hyper keeps
+/// the request target in absolute form (a proxy needs to know the server).
+struct UpstreamConnection {
+    io: TokioIo<TcpStream>,
+    to_parent: bool,
+}
+
+impl Connection for UpstreamConnection {
+    fn connected(&self) -> Connected {
+        Connected::new().proxy(self.to_parent)
+    }
+}
+
+impl hyper::rt::Read for UpstreamConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for UpstreamConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -63,7 +63,7 @@ impl RequestInfo {
         }
     }
 
-    fn facts<'a>(&'a self, content_type: Option<&'a str>) -> HttpFacts<'a> {
+    pub(crate) fn facts<'a>(&'a self, content_type: Option<&'a str>) -> HttpFacts<'a> {
         HttpFacts {
             client: self.client,
             user: self.user.as_deref(),

@@ -10,10 +10,10 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use sluice_policy::{decide_host, Authority, HostDecision, HostFacts};
+use sluice_policy::{decide_host, Authority, HostDecision, HostFacts, UpstreamProxy};
 use tokio::net::TcpStream;
 
-use crate::access_log::Record;
+use crate::access_log::{Record, Recorder};
 use crate::context::Proxy;
 use crate::exchange::{exchange, Upstream};
 use crate::forward::{self, ProxyBody};
@@ -64,6 +64,10 @@ async fn forward_plain(
     };
     let mut record = forward::http_record(template, &request, url.clone());
     let log = &proxy.log;
+    // Before authentication: a browser fetches its PAC script without proxy credentials.
+    if let Some(script) = pac_script(proxy, &request) {
+        return serve_pac(log, record, &request, script);
+    }
     let client = template.client.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     if let Some(auth) = &proxy.auth {
         let credentials = request
@@ -104,6 +108,25 @@ async fn forward_plain(
     record.url = Some(forward::absolute_url("http", &authority.to_string(), path));
     record.host = Some(authority.host.clone());
     record.port = Some(authority.port);
+    let user = record.user.clone();
+    let url = record.url.clone().unwrap_or_default();
+    // Where the request leaves is decided on what it says (SPEC §11); through a parent,
+    // sluice resolves nothing, so only a literal is a destination IP.
+    let literal = forward::uri_host(request.uri()).parse::<IpAddr>().ok();
+    let info = RequestInfo::new(
+        &request,
+        client,
+        user.clone(),
+        Some(authority.host.clone()),
+        literal,
+        authority.port,
+        url.clone(),
+    );
+    let via = proxy.config.policy.via_http(&info.facts(None));
+    record.via = Some(via.as_str().to_string());
+    if let Some(parent) = proxy.config.settings.parent(&via) {
+        return Box::pin(via_parent(proxy, record, info, request, parent, &authority)).await;
+    }
     // Resolved now, not by the pool: the deny list and the `ips` rules judge the address
     // that will be dialled (SPEC §3 Destinations).
     let addr = match proxy.dialer.resolve(&authority.host, authority.port).await {
@@ -114,8 +137,6 @@ async fn forward_plain(
         }
     };
     record.dest_ip = Some(addr.ip());
-    let user = record.user.clone();
-    let url = record.url.clone().unwrap_or_default();
     let info = RequestInfo::new(
         &request,
         client,
@@ -133,6 +154,79 @@ async fn forward_plain(
     // Boxed: the exchange's state is large, and HTTP/1.1 connections keep room for this
     // future while they wait for the next request.
     Box::pin(exchange(proxy, record, info, request, upstream)).await
+}
+
+/// Send a plain request through `parent` in absolute form. An IP literal still gets the
+/// loop and destination checks; a name is the parent's to resolve.
+async fn via_parent(
+    proxy: &Proxy,
+    mut record: Record,
+    info: RequestInfo,
+    request: Request<Incoming>,
+    parent: &UpstreamProxy,
+    authority: &Authority,
+) -> Response<ProxyBody> {
+    let log = &proxy.log;
+    if let Err(e) = proxy.dialer.check_literal(&authority.host, authority.port) {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        return forward::refuse_with(log, record, status, e.kind(), &e.to_string());
+    }
+    record.dest_ip = info.dest_ip;
+    let Some((_, client)) = proxy
+        .parent_plain
+        .iter()
+        .find(|(name, _)| *name == parent.name)
+    else {
+        let why = format!("no connection pool for the parent proxy {}", parent.name);
+        return forward::refuse(log, record, StatusCode::BAD_GATEWAY, &why);
+    };
+    let authority = authority.to_string();
+    let upstream = Upstream::Parent {
+        client,
+        credentials: parent.credentials.as_ref(),
+        authority: &authority,
+    };
+    exchange(proxy, record, info, request, upstream).await
+}
+
+/// The `[pac]` script when `request` asks the proxy itself for it (SPEC §11): an
+/// origin-form `GET` (or `HEAD`) of `/proxy.pac` or `/wpad.dat`. On the proxy listener
+/// an origin-form target can only be meant for sluice; an absolute-form one is a request
+/// to forward, whatever its path.
+fn pac_script<'a>(proxy: &'a Proxy, request: &Request<Incoming>) -> Option<&'a str> {
+    let uri = request.uri();
+    let origin_form = uri.scheme().is_none() && uri.authority().is_none();
+    let get = matches!(*request.method(), Method::GET | Method::HEAD);
+    let wanted = origin_form && get && sluice_policy::is_pac_path(uri.path());
+    wanted
+        .then_some(proxy.config.settings.pac.as_deref())
+        .flatten()
+}
+
+/// Answer with the PAC script; the record's URL is the script's address as the client
+/// named it (its `Host`).
+fn serve_pac(
+    log: &Recorder,
+    mut record: Record,
+    request: &Request<Incoming>,
+    script: &str,
+) -> Response<ProxyBody> {
+    if let Some(host) = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        record.url = Some(forward::absolute_url("http", host, request.uri().path()));
+    }
+    record.status = Some(StatusCode::OK.as_u16());
+    record.verdict = Some("allowed");
+    log.write(&record);
+    let mut response = Response::new(forward::full(script.to_owned()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(sluice_policy::PAC_CONTENT_TYPE),
+    );
+    response
 }
 
 /// The authority a plain request is for (SPEC §3 step 1), after the framing checks that

@@ -10,9 +10,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use sluice_policy::{destination_denied, IpSet};
+use sluice_policy::{destination_denied, IpSet, ParentAddr, ParentCredentials, UpstreamProxy};
 
 use crate::local_addrs::LocalAddrs;
 use crate::resolve::Resolver;
@@ -35,6 +36,10 @@ pub enum DialError {
     Loop { addr: SocketAddr },
     #[error("{host} is {addr}, which this proxy does not connect to (proxy.deny_destinations)")]
     Denied { host: String, addr: IpAddr },
+    #[error("the parent proxy {parent} refused with status {status}")]
+    ParentRefused { parent: String, status: u16 },
+    #[error("no URL of the parent proxy {parent} could be used: {reason}")]
+    ParentUnreachable { parent: String, reason: String },
 }
 
 impl DialError {
@@ -48,6 +53,14 @@ impl DialError {
         }
     }
 
+    /// The status a parent proxy refused with (the record's `parent_status`).
+    pub fn parent_status(&self) -> Option<u16> {
+        match self {
+            DialError::ParentRefused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// A short machine-readable kind for the access log's `error` field.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -56,6 +69,8 @@ impl DialError {
             DialError::Timeout { .. } => "connect_timeout",
             DialError::Loop { .. } => "loop_detected",
             DialError::Denied { .. } => "destination_denied",
+            DialError::ParentRefused { .. } => "parent_refused",
+            DialError::ParentUnreachable { .. } => "parent_unreachable",
         }
     }
 }
@@ -144,6 +159,118 @@ impl Dialer {
         }))
     }
 
+    /// Reach a parent proxy (SPEC §11): its URLs in order, each resolved and connected
+    /// within the connect timeout, the next one only when one cannot be reached. Its
+    /// addresses are the operator's own choice, so `proxy.deny_destinations` does not
+    /// apply to them; a loop into sluice is still refused.
+    pub async fn dial_parent(&self, parent: &UpstreamProxy) -> Result<TcpStream, DialError> {
+        let mut failures = Vec::new();
+        for url in &parent.urls {
+            let connecting = self.connect_parent_addr(url);
+            match tokio::time::timeout(self.timeout, connecting).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => failures.push(format!("{url}: {e}")),
+                Err(_) => failures.push(format!(
+                    "{url}: timed out after {} s",
+                    self.timeout.as_secs()
+                )),
+            }
+        }
+        Err(DialError::ParentUnreachable {
+            parent: parent.name.clone(),
+            reason: failures.join("; "),
+        })
+    }
+
+    /// A TCP connection to `host:port` through `parent` (`CONNECT`, with the parent's
+    /// credentials), ready for the client's bytes; the parent's answer must come within
+    /// the connect timeout. A parent that answers with another status refuses (no other
+    /// URL is tried: it was reached, and decided); one that answers nothing usable is
+    /// unreachable.
+    pub async fn tunnel_via(
+        &self,
+        parent: &UpstreamProxy,
+        host: &str,
+        port: u16,
+    ) -> Result<TcpStream, DialError> {
+        self.check_literal(host, port)?;
+        let mut stream = self.dial_parent(parent).await?;
+        let request = parent_connect_request(parent, host, port);
+        let exchange = async {
+            stream.write_all(request.as_bytes()).await?;
+            read_parent_status(&mut stream).await
+        };
+        let unreachable = |reason: String| DialError::ParentUnreachable {
+            parent: parent.name.clone(),
+            reason,
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(200..=299)) => Ok(stream),
+            Ok(Ok(status)) => Err(DialError::ParentRefused {
+                parent: parent.name.clone(),
+                status,
+            }),
+            Ok(Err(e)) => Err(unreachable(format!("its answer to CONNECT: {e}"))),
+            Err(_) => Err(unreachable(format!(
+                "no answer to CONNECT within {} s",
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// The checks an IP literal gets even when a parent dials it (SPEC §11: sluice sees
+    /// a destination IP only where it is a literal): a loop, `proxy.deny_destinations`.
+    pub fn check_literal(&self, host: &str, port: u16) -> Result<(), DialError> {
+        let Ok(ip) = host.parse::<IpAddr>() else {
+            return Ok(());
+        };
+        let addr = SocketAddr::new(ip, port);
+        if self.local.is_own(addr) {
+            return Err(DialError::Loop { addr });
+        }
+        if destination_denied(&self.deny, ip) {
+            return Err(DialError::Denied {
+                host: host.to_string(),
+                addr: ip,
+            });
+        }
+        Ok(())
+    }
+
+    async fn connect_parent_addr(&self, url: &ParentAddr) -> Result<TcpStream, DialError> {
+        let ips = match url.host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => Box::pin(self.resolver.lookup(&url.host))
+                .await
+                .map_err(|e| DialError::Resolve {
+                    host: url.host.clone(),
+                    reason: e.to_string(),
+                })?,
+        };
+        let mut last_error = DialError::NoAddress {
+            host: url.host.clone(),
+        };
+        for ip in ips {
+            let addr = SocketAddr::new(ip, url.port);
+            if self.local.is_own(addr) {
+                return Err(DialError::Loop { addr });
+            }
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(e) => {
+                    last_error = DialError::Connect {
+                        addr,
+                        reason: e.to_string(),
+                    }
+                }
+            }
+        }
+        Err(last_error)
+    }
+
     /// Resolve `host` (unless it is a literal), refuse a loop into sluice, and drop the
     /// addresses `proxy.deny_destinations` forbids (refused when none is left).
     async fn allowed_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, DialError> {
@@ -184,6 +311,53 @@ impl Dialer {
             });
         }
         Ok(allowed)
+    }
+}
+
+/// The largest answer head a parent may send to `CONNECT`.
+const MAX_PARENT_HEAD: usize = 16 * 1024;
+
+/// `CONNECT host:port`, with `Proxy-Authorization: Basic` when the parent has credentials.
+fn parent_connect_request(parent: &UpstreamProxy, host: &str, port: u16) -> String {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    if let Some(credentials) = &parent.credentials {
+        request.push_str("Proxy-Authorization: ");
+        request.push_str(&basic_authorization(credentials));
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic_authorization(credentials: &ParentCredentials) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials.user_password());
+    format!("Basic {encoded}")
+}
+
+/// Read the parent's answer head to `CONNECT` (byte by byte: nothing after the head may
+/// be taken from the stream, it is the server's) and return its status.
+async fn read_parent_status(stream: &mut TcpStream) -> std::io::Result<u16> {
+    let invalid = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_PARENT_HEAD {
+            return Err(invalid("a head larger than 16 KiB"));
+        }
+        let byte = stream.read_u8().await?;
+        head.push(byte);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => response.code.ok_or_else(|| invalid("no status")),
+        _ => Err(invalid("not an HTTP response")),
     }
 }
 

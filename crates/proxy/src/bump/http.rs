@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use sluice_policy::{decide_host, CertErrorPolicy, HostDecision, HostFacts};
+use sluice_policy::{decide_host, CertErrorPolicy, HostDecision, HostFacts, UpstreamProxy};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -44,7 +44,7 @@ pub(super) struct BumpedHttp {
     pub connect_host: String,
     /// For the HTTP rules: the client, and the server the connection reached.
     pub client: IpAddr,
-    pub dest_ip: IpAddr,
+    pub dest_ip: Option<IpAddr>,
     pub port: u16,
     /// `host[:port]` for requests that name no authority.
     pub default_authority: String,
@@ -106,7 +106,7 @@ impl BumpedHttp {
             self.client,
             self.template.user.clone(),
             Some(host),
-            Some(self.dest_ip),
+            self.dest_ip,
             self.port,
             url,
         );
@@ -167,7 +167,7 @@ pub(crate) struct UpstreamLink {
 /// What it takes to open the upstream connection again.
 pub(super) struct Redial {
     pub proxy: Arc<Proxy>,
-    pub addr: SocketAddr,
+    pub route: Route,
     pub server_name: ServerName<'static>,
     pub alpn: AlpnOffer,
     pub policy: CertErrorPolicy,
@@ -285,14 +285,43 @@ async fn handshake(
     }
 }
 
+/// How a bump's server was reached: directly at an address, or through a parent proxy
+/// (SPEC §11) by name.
+#[derive(Clone)]
+pub(crate) enum Route {
+    Direct(SocketAddr),
+    /// Shared, not copied: a bump's link is kept as long as its connection.
+    Parent {
+        parent: Arc<UpstreamProxy>,
+        host: Arc<str>,
+        port: u16,
+    },
+}
+
+impl Route {
+    /// A new TCP connection to the server, within the connect timeout.
+    async fn connect(&self, proxy: &Proxy) -> Result<TcpStream, String> {
+        match self {
+            Route::Direct(addr) => {
+                let timeout = proxy.config.settings.limits.connect_timeout;
+                match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(tcp)) => Ok(tcp),
+                    Ok(Err(e)) => Err(format!("reconnecting to {addr} failed: {e}")),
+                    Err(_) => Err(format!("reconnecting to {addr} timed out")),
+                }
+            }
+            Route::Parent { parent, host, port } => proxy
+                .dialer
+                .tunnel_via(parent, host, *port)
+                .await
+                .map_err(|e| format!("reconnecting: {e}")),
+        }
+    }
+}
+
 impl Redial {
     async fn connect(&self) -> Result<(Link, Option<ExtendedConnect>), String> {
-        let timeout = self.proxy.config.settings.limits.connect_timeout;
-        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(format!("reconnecting to {} failed: {e}", self.addr)),
-            Err(_) => return Err(format!("reconnecting to {} timed out", self.addr)),
-        };
+        let tcp = self.route.connect(&self.proxy).await?;
         let verified = upstream::handshake(&self.proxy, tcp, self.server_name.clone(), self.alpn)
             .await
             .map_err(|failure| failure.detail)?;

@@ -51,12 +51,16 @@ pub(super) async fn certificate_requested(proxy: &Proxy, target: &BumpTarget<'_>
     let dialled_resolves = match target.connect_ip {
         // The address dialled came from resolving the CONNECT name, which is the SNI.
         None if same_domain(&name, target.host) => true,
-        _ => proxy.dialer.resolves_to(&name, target.dest_ip).await,
+        _ => match target.dest_ip {
+            Some(ip) => proxy.dialer.resolves_to(&name, ip).await,
+            // Through a parent, sluice never learned the server's address.
+            None => false,
+        },
     };
     if !policy.may_learn_bypass(&name, evidence(dialled_resolves)) {
         tracing::info!(
             sni = name,
-            dest_ip = %target.dest_ip,
+            dest_ip = ?target.dest_ip,
             "a server that is not the SNI's asked for a client certificate: nothing learned"
         );
         return;

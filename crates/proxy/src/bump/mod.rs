@@ -14,7 +14,7 @@ mod upstream;
 pub(crate) use self::upstream::{CertificateRequestSeen, ChainSeen, UpstreamConfigs};
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +27,7 @@ use sluice_tls::mint::Minter;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+pub(crate) use self::http::Route;
 pub(crate) use self::http::UpstreamLink;
 use self::http::{BumpedHttp, Mode, Redial};
 use self::upstream::{
@@ -49,8 +50,11 @@ pub struct BumpTarget<'a> {
     /// The CONNECT host when it is an IP literal.
     pub connect_ip: Option<IpAddr>,
     pub port: u16,
-    /// The server address the TCP connection reached.
-    pub dest_ip: IpAddr,
+    /// The server address the TCP connection reached; through a parent proxy only the
+    /// CONNECT host's literal, if it is one (the parent resolved the name).
+    pub dest_ip: Option<IpAddr>,
+    /// How the server was reached, to reach it again.
+    pub route: Route,
     pub sni: Option<&'a str>,
     /// The SNI is not one the CONNECT to an address vouches for (SPEC §1.3): it teaches
     /// no learned bypass either.
@@ -190,7 +194,7 @@ async fn establish(
         Plan::Forward { upstream, .. } => {
             let redial = Redial {
                 proxy: proxy.clone(),
-                addr: SocketAddr::new(target.dest_ip, target.port),
+                route: target.route.clone(),
                 server_name,
                 alpn: offer,
                 policy,

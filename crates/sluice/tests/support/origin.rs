@@ -26,6 +26,14 @@ use super::certs::Leaf;
 
 pub const HELLO: &str = "hello from the origin";
 
+/// The `Alt-Svc` fields `/alt-svc` answers with: HTTP/3 only; HTTP/3 beside an HTTP/2
+/// alternative; and an unterminated quoted string (a lying server).
+pub const ALT_SVC: [&str; 3] = [
+    "h3=\":443\"; ma=86400, h3-29=\":443\"; ma=86400",
+    "h3-Q050=\":443\", h2=\"alt.bump.test:443\"; ma=60, h%33=\":8443\"",
+    "h3=\":443",
+];
+
 #[derive(Default)]
 pub struct OriginOptions {
     /// Serve TLS with this leaf; plain HTTP when `None`.
@@ -255,6 +263,15 @@ async fn route(request: Request<Incoming>, seen: &Seen) -> Response<OriginBody> 
             text(body)
         }
         "/headers" => text(headers.join("\n")),
+        "/alt-svc" => {
+            let mut response = text(HELLO);
+            for value in ALT_SVC {
+                response
+                    .headers_mut()
+                    .append("alt-svc", hyper::header::HeaderValue::from_static(value));
+            }
+            response
+        }
         "/slow" => slow_body(),
         p if p.starts_with("/files/") => {
             let files = seen.files.lock().unwrap();
