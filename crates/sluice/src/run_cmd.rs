@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use sd_notify::NotifyState;
 use sluice_policy::{Config, LogTarget};
 use sluice_proxy::{serve_admin, AccessLog, Admin, CurrentProxy, Proxy, Reload, Shared};
 use sluice_tls::ca::CertificateAuthority;
@@ -114,6 +115,7 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
     let hangups = signal(SignalKind::hangup()).context("watching SIGHUP")?;
     let terms = signal(SignalKind::terminate()).context("watching SIGTERM")?;
     announce(&config, &fingerprint, created, &bound);
+    notify_service_manager(&[NotifyState::Ready]);
     tokio::spawn(reload_on_sighup(reloader, hangups));
     let in_force = current.clone();
     let saving = tokio::spawn(
@@ -124,6 +126,7 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
     );
     tokio::spawn(async move {
         shutdown_signal(terms).await;
+        notify_service_manager(&[NotifyState::Stopping]);
         let _ = stop.send(true);
     });
     sluice_proxy::serve(current.clone(), shared.clone(), listeners, stopping()).await;
@@ -247,9 +250,24 @@ impl Reloader {
 /// SIGHUP reloads the configuration, as `POST /reload` does.
 async fn reload_on_sighup(reloader: Arc<Reloader>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
+        // systemd (Type=notify) wants the reload's start stamped with CLOCK_MONOTONIC.
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => notify_service_manager(&[NotifyState::Reloading, now]),
+            Err(_) => notify_service_manager(&[NotifyState::Reloading]),
+        }
         let reloader = reloader.clone();
         // Loading lists and generating keys is blocking work.
         let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+        // Ready again whether the new configuration took effect or the old one stays.
+        notify_service_manager(&[NotifyState::Ready]);
+    }
+}
+
+/// Tell the service manager (systemd `Type=notify`, through `$NOTIFY_SOCKET`) about a
+/// change of state; nothing happens when sluice does not run under one.
+fn notify_service_manager(states: &[NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(%error, "cannot notify the service manager (NOTIFY_SOCKET)");
     }
 }
 

@@ -1,17 +1,112 @@
-//! A fleet behind HAProxy (SPEC §8), with the example configuration of
-//! docs/haproxy.cfg as it is: two sluice nodes sharing one configuration file and one
-//! CA, HAProxy in TCP mode sending PROXY v2 headers, and a `clients` rule keyed on the
-//! address HAProxy saw (the client connects from 127.0.0.3 to HAProxy on 127.0.0.2;
-//! HAProxy reaches the nodes from another address). `.ci/run` installs haproxy.
+//! A fleet behind HAProxy (SPEC §8, §12), with the example configuration of
+//! docs/haproxy.cfg as it is: two sluice nodes (on 127.0.0.11 and 127.0.0.12, the same
+//! ports, the same CA, each with its admin endpoint behind a token) and HAProxy in TCP
+//! mode sending PROXY v2 headers and checking each node's `/readyz`. `scripts/test`
+//! installs haproxy.
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::certs::TestPki;
 use support::origin::HELLO;
 use support::{curl, Origin, OriginOptions, Sluice};
+
+const ADMIN_TOKEN: &str = "fleet-check-token";
+
+/// Two ports free on both node addresses (bound together, so they differ).
+fn free_ports() -> (u16, u16) {
+    for _ in 0..20 {
+        let proxy = std::net::TcpListener::bind(("127.0.0.11", 0)).unwrap();
+        let admin = std::net::TcpListener::bind(("127.0.0.11", 0)).unwrap();
+        let ports = (
+            proxy.local_addr().unwrap().port(),
+            admin.local_addr().unwrap().port(),
+        );
+        let free_on_second = std::net::TcpListener::bind(("127.0.0.12", ports.0)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.12", ports.1)).is_ok();
+        if free_on_second {
+            return ports;
+        }
+    }
+    panic!("no pair of ports free on 127.0.0.11 and 127.0.0.12");
+}
+
+/// HAProxy, killed (this child only) when the test ends.
+struct Haproxy {
+    child: Child,
+    frontend: String,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two nodes sharing one CA in `shared` (which holds `upstream-root.pem`), each with its
+/// own configuration (`rules` appended), and HAProxy in front with docs/haproxy.cfg.
+struct Fleet {
+    first: Sluice,
+    second: Sluice,
+    haproxy: Haproxy,
+}
+
+fn start_fleet(shared: &Path, connect_port: u16, rules: &str) -> Fleet {
+    std::fs::write(shared.join("admin.token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+    let (proxy_port, admin_port) = free_ports();
+    let node = |ip: &str| {
+        let config = format!(
+            "[proxy]\nlisten = [\"{ip}:{proxy_port}\"]\nconnect_ports = [{connect_port}]\n\
+             proxy_protocol = true\ndeny_destinations = []\n\n\
+             [admin]\nlisten = \"{ip}:{admin_port}\"\ntoken_file = \"admin.token\"\n\n\
+             [tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\n\
+             upstream_roots = [\"upstream-root.pem\"]\n\n[log]\naccess = \"access.log\"\n\n{rules}"
+        );
+        let path = shared.join(format!("{ip}.toml"));
+        std::fs::write(&path, config).unwrap();
+        Sluice::spawn(
+            tempfile::tempdir().unwrap(),
+            &["run", "-c", path.to_str().unwrap()],
+        )
+    };
+    let first = node("127.0.0.11"); // creates the shared CA
+    let second = node("127.0.0.12"); // loads it
+
+    let frontend = format!("127.0.0.2:{}", free_port("127.0.0.2"));
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/haproxy.cfg");
+    // /usr/sbin may not be on a non-root PATH.
+    let binary = ["/usr/sbin/haproxy", "haproxy"]
+        .into_iter()
+        .find(|b| Path::new(b).exists())
+        .unwrap_or("haproxy");
+    let child = Command::new(binary)
+        .args(["-db", "-f", cfg])
+        .env("SLUICE_FRONTEND", &frontend)
+        .env("SLUICE_NODE1", first.addr.to_string())
+        .env("SLUICE_NODE2", second.addr.to_string())
+        .env("SLUICE_ADMIN_PORT", admin_port.to_string())
+        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("haproxy is needed for this test (apt-get install haproxy)");
+    let haproxy = Haproxy { child, frontend };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&haproxy.frontend).is_err() {
+        assert!(Instant::now() < deadline, "haproxy did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Fleet {
+        first,
+        second,
+        haproxy,
+    }
+}
 
 fn free_port(ip: &str) -> u16 {
     std::net::TcpListener::bind((ip, 0))
@@ -30,45 +125,12 @@ fn two_nodes_behind_haproxy_see_the_real_client() {
     });
     let shared = tempfile::tempdir().unwrap();
     pki.write_root(&shared.path().join("upstream-root.pem"));
-    let config = format!(
-        "[proxy]\nlisten = [\"127.0.0.1:0\"]\nconnect_ports = [{}]\nproxy_protocol = true\n\
-         deny_destinations = []\n\n\
-         [admin]\nlisten = \"\"\n\n[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\n\
-         upstream_roots = [\"upstream-root.pem\"]\n\n[log]\naccess = \"access.log\"\n\n\
-         [[ssl_rules]]\nname = \"office\"\nclients = [\"127.0.0.3\"]\naction = \"tunnel\"\n",
-        origin.port()
+    let fleet = start_fleet(
+        shared.path(),
+        origin.port(),
+        "[[ssl_rules]]\nname = \"office\"\nclients = [\"127.0.0.3\"]\naction = \"tunnel\"\n",
     );
-    let config_path = shared.path().join("sluice.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let node = || {
-        let dir = tempfile::tempdir().unwrap();
-        Sluice::spawn(dir, &["run", "-c", config_path.to_str().unwrap()])
-    };
-    let first = node(); // creates the shared CA
-    let second = node(); // loads it
-
-    let frontend = format!("127.0.0.2:{}", free_port("127.0.0.2"));
-    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/haproxy.cfg");
-    // /usr/sbin may not be on a non-root PATH.
-    let binary = ["/usr/sbin/haproxy", "haproxy"]
-        .into_iter()
-        .find(|b| std::path::Path::new(b).exists())
-        .unwrap_or("haproxy");
-    let mut haproxy = Command::new(binary)
-        .args(["-db", "-f", cfg])
-        .env("SLUICE_FRONTEND", &frontend)
-        .env("SLUICE_NODE1", first.addr.to_string())
-        .env("SLUICE_NODE2", second.addr.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("haproxy is needed for this test (apt-get install haproxy)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&frontend).is_err() {
-        assert!(Instant::now() < deadline, "haproxy did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let frontend = fleet.haproxy.frontend.clone();
 
     let root = shared.path().join("upstream-root.pem");
     let proxy = format!("http://{frontend}");
@@ -88,8 +150,12 @@ fn two_nodes_behind_haproxy_see_the_real_client() {
         ]);
         assert_eq!(out.body_text(), HELLO, "{}", out.stderr);
     }
-    let _ = haproxy.kill();
-    let _ = haproxy.wait();
+    let Fleet {
+        first,
+        second,
+        haproxy,
+    } = fleet;
+    drop(haproxy);
 
     // Both nodes write to the shared configuration's access log.
     let log = shared.path().join("access.log");
@@ -120,4 +186,54 @@ fn two_nodes_behind_haproxy_see_the_real_client() {
         second.stderr().contains("CA certificate loaded"),
         "the second node shares the CA"
     );
+}
+
+/// Issue 17: `systemctl stop` (SIGTERM) on one node behind HAProxy loses no connection:
+/// the node's running downloads finish, and new connections go to the other node (its
+/// `/readyz` turns 503, and a connection that races to the closed listener is
+/// redispatched).
+#[test]
+fn a_node_drained_behind_haproxy_loses_no_connection() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions::default());
+    let shared = tempfile::tempdir().unwrap();
+    pki.write_root(&shared.path().join("upstream-root.pem"));
+    let fleet = start_fleet(shared.path(), 443, "");
+    let proxy = format!("http://{}", fleet.haproxy.frontend);
+    // Long enough for two rounds of health checks: had the /readyz check failed (a
+    // refused Host, a wrong port), both nodes would be down and every request below fail.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let slow = format!("http://127.0.0.1:{}/slow", origin.port());
+    let downloads: Vec<_> = (0..2)
+        .map(|_| {
+            let (proxy, slow) = (proxy.clone(), slow.clone());
+            std::thread::spawn(move || curl(&["-x", &proxy, &slow]))
+        })
+        .collect();
+    // Both downloads (one per node, round robin) are under way when node 1 drains.
+    std::thread::sleep(Duration::from_millis(500));
+    fleet.first.signal("TERM");
+
+    let hello = format!("http://127.0.0.1:{}/hello", origin.port());
+    for attempt in 0..30 {
+        let out = curl(&["-x", &proxy, &hello]);
+        assert_eq!(
+            (out.code, out.body_text().as_str()),
+            (0, HELLO),
+            "request {attempt} during the drain: {}",
+            out.stderr
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for download in downloads {
+        let out = download.join().unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.body, vec![b'x'; 1000], "the running download completed");
+    }
+    let Fleet { mut first, .. } = fleet;
+    let status = first
+        .terminate(Duration::from_secs(20))
+        .expect("the drained node exits");
+    assert!(status.success(), "{status:?}");
 }

@@ -89,6 +89,15 @@ impl Sluice {
     /// names resolve to its servers (so an SNI can be verified against the address a
     /// client CONNECTed to, SPEC §1.3).
     pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Sluice {
+        Self::spawn_with_env(dir, args, &[])
+    }
+
+    /// `spawn` with extra environment variables (`NOTIFY_SOCKET` for the systemd test).
+    pub fn spawn_with_env(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Sluice {
         let hosts: String = SERVER_NAMES
             .iter()
             .filter(|name| name.parse::<std::net::IpAddr>().is_err() && **name != UNRESOLVED_NAME)
@@ -99,6 +108,7 @@ impl Sluice {
             .args(args)
             .current_dir(dir.path())
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
