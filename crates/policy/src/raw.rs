@@ -46,6 +46,15 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawAuth {
     pub users_file: Option<Spanned<String>>,
     pub realm: Option<Spanned<String>>,
+    pub ldap_url: Option<Spanned<String>>,
+    pub ldap_starttls: Option<bool>,
+    pub ldap_ca: Option<Spanned<String>>,
+    pub ldap_bind_dn: Option<Spanned<String>>,
+    pub ldap_bind_password_file: Option<Spanned<String>>,
+    pub ldap_user_base: Option<Spanned<String>>,
+    pub ldap_user_filter: Option<Spanned<String>>,
+    pub ldap_group_base: Option<Spanned<String>>,
+    pub cache_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,0 +1,209 @@
+//! LDAP for Basic credentials (SPEC §10) against a real OpenLDAP `slapd`, started by the
+//! test on loopback with a temporary directory: search as the service account, bind as
+//! the found entry, RFC 4515 escaping, empty passwords, the cache while the directory is
+//! down, and 503 `auth_unavailable` for anyone not cached.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::certs::TestPki;
+use support::origin::HELLO;
+use support::sluice::SluiceConfig;
+use support::{curl, Origin, OriginOptions, Sluice};
+
+const SUFFIX: &str = "dc=corp,dc=example";
+
+/// The test directory: alice and bob (people), a service account (the root DN).
+const DIRECTORY: &str = "\
+dn: dc=corp,dc=example
+objectClass: dcObject
+objectClass: organization
+o: Corp
+dc: corp
+
+dn: ou=people,dc=corp,dc=example
+objectClass: organizationalUnit
+ou: people
+
+dn: uid=alice,ou=people,dc=corp,dc=example
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: Liddell
+userPassword: wonderland
+
+dn: uid=bob,ou=people,dc=corp,dc=example
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob
+sn: Builder
+userPassword: canwefixit
+";
+
+/// `slapd` on a loopback port, killed by PID when dropped.
+struct Slapd {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Slapd {
+    fn start() -> Slapd {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        std::fs::create_dir(path.join("db")).unwrap();
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             pidfile {dir}/slapd.pid\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             database mdb\n\
+             suffix \"{SUFFIX}\"\n\
+             rootdn \"cn=admin,{SUFFIX}\"\n\
+             rootpw service-secret\n\
+             directory {dir}/db\n",
+            dir = path.display()
+        );
+        std::fs::write(path.join("slapd.conf"), conf).unwrap();
+        std::fs::write(path.join("directory.ldif"), DIRECTORY).unwrap();
+        let added = Command::new("slapadd")
+            .args(["-f", "slapd.conf", "-l", "directory.ldif"])
+            .current_dir(path)
+            .output()
+            .expect("slapadd (Debian package slapd)");
+        assert!(added.status.success(), "{added:?}");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("slapd")
+            .args(["-f", "slapd.conf", "-d", "0", "-h"])
+            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .current_dir(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slapd");
+        let slapd = Slapd {
+            child,
+            port,
+            _dir: dir,
+        };
+        slapd.wait_ready();
+        slapd
+    }
+
+    /// Until an anonymous search of the root answers (at most 10 s).
+    fn wait_ready(&self) {
+        for _ in 0..100 {
+            let search = Command::new("ldapsearch")
+                .args(["-x", "-H", &self.url(), "-b", SUFFIX, "-s", "base", "1.1"])
+                .output()
+                .expect("ldapsearch (Debian package ldap-utils)");
+            if search.status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("slapd did not start on port {}", self.port);
+    }
+
+    fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// sluice checking Basic credentials against `slapd` with the service account.
+fn start(pki: &TestPki, slapd: &Slapd) -> Sluice {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ldap-password"), "service-secret\n").unwrap();
+    let rest = format!(
+        "[auth]\n\
+         ldap_url = \"{url}\"\n\
+         ldap_bind_dn = \"cn=admin,{SUFFIX}\"\n\
+         ldap_bind_password_file = \"ldap-password\"\n\
+         ldap_user_base = \"ou=people,{SUFFIX}\"\n\
+         ldap_user_filter = \"(uid={{user}})\"\n",
+        url = slapd.url()
+    );
+    let text = Sluice::config_text(&SluiceConfig {
+        rest: &rest,
+        ..Default::default()
+    });
+    Sluice::start_in(pki, dir, &text)
+}
+
+fn fetch_as(sluice: &Sluice, origin: &Origin, credentials: &str) -> support::CurlOutput {
+    let url = format!("http://127.0.0.1:{}/hello", origin.port());
+    curl(&["-x", &sluice.proxy_url(), "--proxy-user", credentials, &url])
+}
+
+#[test]
+fn a_directory_user_is_let_through_and_wrong_empty_or_injected_credentials_are_not() {
+    let pki = TestPki::new();
+    let slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let sluice = start(&pki, &slapd);
+
+    let out = fetch_as(&sluice, &origin, "alice:wonderland");
+    assert_eq!(out.status, 200, "{}", out.headers);
+    assert_eq!(out.body_text(), HELLO);
+    let record = sluice.wait_record("of alice", |r| r["status"] == 200);
+    assert_eq!(record["user"], "alice");
+
+    // A wrong password, an empty one (an anonymous bind would succeed), an unknown user,
+    // and a name that would match every entry if it were not escaped.
+    for credentials in [
+        "alice:looking-glass",
+        "alice:",
+        "carol:wonderland",
+        "*)(uid=*:wonderland",
+        "*:canwefixit",
+    ] {
+        let out = fetch_as(&sluice, &origin, credentials);
+        assert_eq!(out.status, 407, "{credentials}: {}", out.headers);
+        let headers = out.headers.to_ascii_lowercase();
+        assert!(headers.contains("proxy-authenticate: basic"), "{headers}");
+    }
+}
+
+#[test]
+fn with_the_directory_down_cached_users_are_served_and_others_get_503() {
+    let pki = TestPki::new();
+    let mut slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let sluice = start(&pki, &slapd);
+    assert_eq!(fetch_as(&sluice, &origin, "alice:wonderland").status, 200);
+
+    slapd.stop();
+    let out = fetch_as(&sluice, &origin, "alice:wonderland");
+    assert_eq!(out.status, 200, "cached: {}", out.headers);
+    let out = fetch_as(&sluice, &origin, "alice:looking-glass");
+    assert_eq!(
+        out.status, 407,
+        "cached user, wrong password: {}",
+        out.headers
+    );
+    let out = fetch_as(&sluice, &origin, "bob:canwefixit");
+    assert_eq!(out.status, 503, "not cached: {}", out.headers);
+    let record = sluice.wait_record("bob's 503", |r| r["status"] == 503);
+    assert_eq!(record["error"], "auth_unavailable");
+}
