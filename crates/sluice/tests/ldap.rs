@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::certs::TestPki;
+use support::certs::{Leaf, TestPki};
 use support::origin::HELLO;
 use support::sluice::SluiceConfig;
 use support::{curl, Origin, OriginOptions, Sluice};
@@ -43,20 +43,45 @@ sn: Builder
 userPassword: canwefixit
 ";
 
-/// `slapd` on a loopback port, killed by PID when dropped.
+/// `slapd` on a loopback port (`ldap://`, StartTLS when it has a certificate) and, with a
+/// certificate, another (`ldaps://`); killed by PID when dropped.
 struct Slapd {
     child: Child,
     port: u16,
+    tls_port: u16,
     _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Slapd {
     fn start() -> Slapd {
+        Slapd::start_with(None)
+    }
+
+    /// With `leaf` (a certificate for localhost): StartTLS and ldaps too.
+    fn start_with(leaf: Option<&Leaf>) -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path();
         std::fs::create_dir(path.join("db")).unwrap();
+        let mut tls = String::new();
+        if let Some(leaf) = leaf {
+            std::fs::write(path.join("cert.pem"), &leaf.cert_pem).unwrap();
+            std::fs::write(path.join("key.pem"), &leaf.key_pem).unwrap();
+            tls = format!(
+                "TLSCertificateFile {dir}/cert.pem\nTLSCertificateKeyFile {dir}/key.pem\n",
+                dir = path.display()
+            );
+        }
         let conf = format!(
-            "include /etc/ldap/schema/core.schema\n\
+            "{tls}\
+             include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
              pidfile {dir}/slapd.pid\n\
@@ -77,14 +102,13 @@ impl Slapd {
             .output()
             .expect("slapadd (Debian package slapd)");
         assert!(added.status.success(), "{added:?}");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let (port, tls_port) = (free_port(), free_port());
+        let mut urls = format!("ldap://127.0.0.1:{port}/");
+        if leaf.is_some() {
+            urls += &format!(" ldaps://127.0.0.1:{tls_port}/");
+        }
         let child = Command::new("slapd")
-            .args(["-f", "slapd.conf", "-d", "0", "-h"])
-            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .args(["-f", "slapd.conf", "-d", "0", "-h", &urls])
             .current_dir(path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -94,6 +118,7 @@ impl Slapd {
         let slapd = Slapd {
             child,
             port,
+            tls_port,
             _dir: dir,
         };
         slapd.wait_ready();
@@ -133,16 +158,21 @@ impl Drop for Slapd {
 
 /// sluice checking Basic credentials against `slapd` with the service account.
 fn start(pki: &TestPki, slapd: &Slapd) -> Sluice {
+    start_at(pki, &slapd.url(), "")
+}
+
+/// sluice checking Basic credentials at `url`, with `more` `[auth]` keys.
+fn start_at(pki: &TestPki, url: &str, more: &str) -> Sluice {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ldap-password"), "service-secret\n").unwrap();
+    pki.write_root(&dir.path().join("directory-ca.pem"));
     let rest = format!(
-        "[auth]\n\
+        "[auth]\n{more}\
          ldap_url = \"{url}\"\n\
          ldap_bind_dn = \"cn=admin,{SUFFIX}\"\n\
          ldap_bind_password_file = \"ldap-password\"\n\
          ldap_user_base = \"ou=people,{SUFFIX}\"\n\
-         ldap_user_filter = \"(uid={{user}})\"\n",
-        url = slapd.url()
+         ldap_user_filter = \"(uid={{user}})\"\n"
     );
     let text = Sluice::config_text(&SluiceConfig {
         rest: &rest,
@@ -206,4 +236,38 @@ fn with_the_directory_down_cached_users_are_served_and_others_get_503() {
     assert_eq!(out.status, 503, "not cached: {}", out.headers);
     let record = sluice.wait_record("bob's 503", |r| r["status"] == 503);
     assert_eq!(record["error"], "auth_unavailable");
+}
+
+/// ldaps and StartTLS verify the directory's certificate against `auth.ldap_ca`; without
+/// it (a certificate the system roots do not know) the directory is unavailable: 503.
+#[test]
+fn ldaps_and_starttls_verify_the_directory_with_ldap_ca() {
+    let pki = TestPki::new();
+    let leaf = pki.with_names(&["localhost"]);
+    let slapd = Slapd::start_with(Some(&leaf));
+    let origin = Origin::start(OriginOptions::default());
+    let ldaps = format!("ldaps://localhost:{}", slapd.tls_port);
+    let plain = format!("ldap://localhost:{}", slapd.port);
+    let ca = "ldap_ca = \"directory-ca.pem\"\n";
+    for (url, more) in [
+        (&ldaps, ca.to_string()),
+        (&plain, format!("{ca}ldap_starttls = true\n")),
+    ] {
+        let sluice = start_at(&pki, url, &more);
+        let out = fetch_as(&sluice, &origin, "alice:wonderland");
+        assert_eq!(out.status, 200, "{url} {more}: {}", out.headers);
+        let out = fetch_as(&sluice, &origin, "alice:looking-glass");
+        assert_eq!(out.status, 407, "{url} {more}: {}", out.headers);
+    }
+    for (url, more) in [(&ldaps, ""), (&plain, "ldap_starttls = true\n")] {
+        let sluice = start_at(&pki, url, more);
+        let out = fetch_as(&sluice, &origin, "alice:wonderland");
+        assert_eq!(
+            out.status, 503,
+            "{url} {more} without ldap_ca: {}",
+            out.headers
+        );
+        let record = sluice.wait_record("the 503", |r| r["status"] == 503);
+        assert_eq!(record["error"], "auth_unavailable");
+    }
 }
