@@ -195,11 +195,13 @@ fn ldap(raw: &mut RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> Optio
         }
         _ => Secret::default(),
     };
-    let group_base = raw
-        .ldap_group_base
-        .take()
-        .map(|v| v.get_ref().trim().to_string())
-        .unwrap_or_default();
+    // Groups (SPEC §10) are not implemented: a key that did nothing must not look accepted.
+    if let Some(base) = raw.ldap_group_base.take() {
+        diag.at(
+            base.span(),
+            "auth.ldap_group_base: groups are not supported yet",
+        );
+    }
     Some(LdapSettings {
         url: text,
         starttls,
@@ -208,7 +210,6 @@ fn ldap(raw: &mut RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> Optio
         bind_password,
         user_base,
         user_filter,
-        group_base,
     })
 }
 

@@ -429,8 +429,6 @@ pub struct LdapSettings {
     pub user_base: String,
     /// `auth.ldap_user_filter`, with `{user}` where the escaped user name goes.
     pub user_filter: String,
-    /// `auth.ldap_group_base`; empty: none.
-    pub group_base: String,
 }
 
 /// The default `auth.ldap_user_filter`.
