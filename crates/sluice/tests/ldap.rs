@@ -271,3 +271,40 @@ fn ldaps_and_starttls_verify_the_directory_with_ldap_ca() {
         assert_eq!(record["error"], "auth_unavailable");
     }
 }
+
+/// A "directory" on loopback that answers every connection with `answer` (or, when
+/// `None`, with nothing at all: a tarpit), until the test ends.
+fn fake_directory(answer: Option<&'static [u8]>) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Bounded: sluice makes a handful of connections per check.
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { return };
+            if let Some(answer) = answer {
+                let _ = stream.write_all(answer);
+            }
+            held.push(stream);
+        }
+    });
+    (port, thread)
+}
+
+/// A peer that answers garbage, or never answers (each operation has a timeout), is a
+/// directory that cannot be asked: 503 `auth_unavailable`, never an allow.
+#[test]
+fn a_garbage_answering_or_silent_directory_gives_503_not_an_allow() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions::default());
+    for answer in [Some(&b"HTTP/1.1 200 OK\r\n\r\nnot LDAP at all"[..]), None] {
+        let (port, _thread) = fake_directory(answer);
+        let sluice = start_at(&pki, &format!("ldap://127.0.0.1:{port}"), "");
+        let out = fetch_as(&sluice, &origin, "alice:wonderland");
+        assert_eq!(out.status, 503, "{answer:?}: {}", out.headers);
+        let record = sluice.wait_record("the 503", |r| r["status"] == 503);
+        assert_eq!(record["error"], "auth_unavailable");
+        assert!(record["user"].is_null(), "{record}");
+    }
+}
