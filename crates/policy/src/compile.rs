@@ -195,13 +195,11 @@ fn ldap(raw: &mut RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> Optio
         }
         _ => Secret::default(),
     };
-    // Groups (SPEC §10) are not implemented: a key that did nothing must not look accepted.
-    if let Some(base) = raw.ldap_group_base.take() {
-        diag.at(
-            base.span(),
-            "auth.ldap_group_base: groups are not supported yet",
-        );
-    }
+    let group_base = raw
+        .ldap_group_base
+        .take()
+        .map(|v| v.get_ref().trim().to_string())
+        .unwrap_or_default();
     Some(LdapSettings {
         url: text,
         starttls,
@@ -210,6 +208,7 @@ fn ldap(raw: &mut RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> Optio
         bind_password,
         user_base,
         user_filter,
+        group_base,
     })
 }
 

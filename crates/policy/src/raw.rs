@@ -116,6 +116,7 @@ pub(crate) struct RawSslRule {
     pub ips: Option<SpannedList<String>>,
     pub ports: Option<SpannedList<PortValue>>,
     pub users: Option<SpannedList<String>>,
+    pub groups: Option<SpannedList<String>>,
     pub via: Option<Spanned<String>>,
 }
 
@@ -124,6 +125,7 @@ impl RawSslRule {
         RawConditions {
             clients: self.clients.as_ref(),
             users: self.users.as_ref(),
+            groups: self.groups.as_ref(),
             user_agents: self.user_agents.as_ref(),
             domains: self.domains.as_ref(),
             domain_regex: self.domain_regex.as_ref(),
@@ -152,6 +154,7 @@ pub(crate) struct RawHttpRule {
     pub ips: Option<SpannedList<String>>,
     pub ports: Option<SpannedList<PortValue>>,
     pub users: Option<SpannedList<String>>,
+    pub groups: Option<SpannedList<String>>,
     pub methods: Option<SpannedList<String>>,
     pub url_regex: Option<SpannedList<String>>,
     pub content_types: Option<SpannedList<String>>,
@@ -163,6 +166,7 @@ impl RawHttpRule {
         RawConditions {
             clients: self.clients.as_ref(),
             users: self.users.as_ref(),
+            groups: self.groups.as_ref(),
             user_agents: self.user_agents.as_ref(),
             domains: self.domains.as_ref(),
             domain_regex: self.domain_regex.as_ref(),

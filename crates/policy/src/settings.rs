@@ -429,6 +429,9 @@ pub struct LdapSettings {
     pub user_base: String,
     /// `auth.ldap_user_filter`, with `{user}` where the escaped user name goes.
     pub user_filter: String,
+    /// `auth.ldap_group_base`: where groups naming the user as `member`/`uniqueMember`
+    /// are searched; empty: only the user entry's `memberOf`.
+    pub group_base: String,
 }
 
 /// The default `auth.ldap_user_filter`.

@@ -281,6 +281,7 @@ fn explain(proxy: &Proxy, query: &str) -> Response<ProxyBody> {
     let facts = SslFacts {
         client,
         user: None,
+        groups: &[],
         user_agent: None,
         dest_name: dest_ip.is_none().then_some(host.as_str()),
         dest_ip,

@@ -36,27 +36,30 @@ use crate::ldap::{Check, Directory};
 /// The answer to a request's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Authenticated as this user.
-    User(String),
+    /// Authenticated as this user, member of these groups (DNs; none without LDAP).
+    User(String, Vec<String>),
     /// No or wrong credentials: 407.
     Refused,
     /// The directory could not be asked: 503 `auth_unavailable`.
     Unavailable,
 }
 
-/// A verified user's password, as SHA-256 of a random salt and the password.
+/// A verified user's password, as SHA-256 of a random salt and the password, and its
+/// groups.
 #[derive(Clone)]
 struct Remembered {
     salt: [u8; 16],
     hash: [u8; 32],
+    groups: Vec<String>,
 }
 
 impl Remembered {
-    fn new(password: &str) -> Self {
+    fn new(password: &str, groups: Vec<String>) -> Self {
         let salt = rand::random::<[u8; 16]>();
         Remembered {
             salt,
             hash: salted(&salt, password),
+            groups,
         }
     }
 
@@ -230,8 +233,8 @@ impl Authenticator {
         let text = String::from_utf8(credentials).unwrap_or_default();
         let (user, password) = text.split_once(':').unwrap_or(("", &text));
         let remembered = self.verified.get(user);
-        if remembered.as_ref().is_some_and(|r| r.matches(password)) {
-            return Verdict::User(user.to_string());
+        if let Some(known) = remembered.as_ref().filter(|r| r.matches(password)) {
+            return Verdict::User(user.to_string(), known.groups.clone());
         }
         // Parallel first checks of an address share one state: `get_with` makes it once.
         let state = self.clients.get_with(client, Default::default);
@@ -244,11 +247,11 @@ impl Authenticator {
         let check = self.verify(user, password).await;
         drop(pending);
         match check {
-            Check::Valid => {
+            Check::Valid(groups) => {
                 self.clients.invalidate(&client);
-                self.verified
-                    .insert(user.to_string(), Remembered::new(password));
-                Verdict::User(user.to_string())
+                let remembered = Remembered::new(password, groups.clone());
+                self.verified.insert(user.to_string(), remembered);
+                Verdict::User(user.to_string(), groups)
             }
             // A remembered user with another password: wrong, whether or not the
             // directory could have said so.
@@ -270,7 +273,7 @@ impl Authenticator {
         let hash = known.unwrap_or(&self.dummy).clone();
         let matched = self.hash(password.to_string(), hash).await;
         if matched && known.is_some() {
-            Check::Valid
+            Check::Valid(Vec::new())
         } else {
             Check::Invalid
         }
@@ -530,11 +533,11 @@ mod tests {
         let right = basic("alice:right");
         assert_eq!(
             auth.check(Some(&right), client).await,
-            Verdict::User("alice".into())
+            Verdict::User("alice".into(), Vec::new())
         );
         assert_eq!(
             auth.check(Some(&right), client).await,
-            Verdict::User("alice".into())
+            Verdict::User("alice".into(), Vec::new())
         );
         assert_eq!(lock(&probe.hashes).len(), 65);
     }

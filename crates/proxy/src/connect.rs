@@ -69,7 +69,10 @@ async fn run(
             .check(head.header("proxy-authorization"), peer.ip())
             .await
         {
-            Verdict::User(user) => record.user = Some(user),
+            Verdict::User(user, groups) => {
+                record.user = Some(user);
+                record.groups = groups;
+            }
             Verdict::Refused => {
                 record.action = Some("refused");
                 record.status = Some(407);
@@ -103,6 +106,7 @@ async fn run(
     let mut connect_facts = SslFacts {
         client: peer.ip(),
         user: record.user.as_deref(),
+        groups: &record.groups,
         user_agent,
         dest_name: connect_name,
         dest_ip: connect_ip,

@@ -21,13 +21,16 @@ use tokio::sync::Semaphore;
 pub const MAX_CONNECTIONS: usize = 8;
 /// Limit of each connect, bind and search, and of the wait for a connection.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: membership through nested groups.
+const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
 /// LDAP result code of a bind with a wrong password (or an unknown DN).
 const INVALID_CREDENTIALS: u32 = 49;
 
 /// What the directory says of a user name and password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
-    Valid,
+    /// The right password; the DNs of the user's groups.
+    Valid(Vec<String>),
     Invalid,
     /// The directory could not be asked: not reached, timed out, or an error answer.
     Unavailable,
@@ -104,26 +107,65 @@ impl Directory {
         let filter = settings.user_filter.replace("{user}", &ldap_escape(user));
         let (entries, _) = ldap
             .with_timeout(OPERATION_TIMEOUT)
-            .search(&settings.user_base, Scope::Subtree, &filter, vec!["1.1"])
+            .search(
+                &settings.user_base,
+                Scope::Subtree,
+                &filter,
+                vec!["memberOf"],
+            )
             .await?
             .success()?;
         // No entry, or several: nobody to bind as.
         let Ok([entry]) = <[_; 1]>::try_from(entries) else {
             return Ok(Check::Invalid);
         };
-        let dn = SearchEntry::construct(entry).dn;
+        let entry = SearchEntry::construct(entry);
         let bind = ldap
             .with_timeout(OPERATION_TIMEOUT)
-            .simple_bind(&dn, password)
+            .simple_bind(&entry.dn, password)
             .await?;
         match bind.rc {
-            0 => Ok(Check::Valid),
+            0 => Ok(Check::Valid(self.groups(ldap, entry).await?)),
             INVALID_CREDENTIALS => Ok(Check::Invalid),
             _ => Err(bind
                 .success()
                 .err()
                 .unwrap_or(ldap3::LdapError::EndOfStream)),
         }
+    }
+
+    /// The DNs of the groups of the user at `entry`: its `memberOf` values, and the
+    /// entries under `ldap_group_base` whose `member` or `uniqueMember` is the user
+    /// (directly, or through nested groups where the directory knows Active Directory's
+    /// LDAP_MATCHING_RULE_IN_CHAIN; others ignore that component of the filter).
+    async fn groups(
+        &self,
+        ldap: &mut Ldap,
+        entry: SearchEntry,
+    ) -> ldap3::result::Result<Vec<String>> {
+        let settings = &self.settings;
+        let mut groups = entry.attrs.get("memberOf").cloned().unwrap_or_default();
+        if settings.group_base.is_empty() {
+            return Ok(groups);
+        }
+        ldap.with_timeout(OPERATION_TIMEOUT)
+            .simple_bind(&settings.bind_dn, &settings.bind_password.0)
+            .await?
+            .success()?;
+        let dn = ldap_escape(&entry.dn);
+        let filter = format!("(|(member={dn})(uniqueMember={dn})(member:{IN_CHAIN}:={dn}))");
+        let (entries, _) = ldap
+            .with_timeout(OPERATION_TIMEOUT)
+            .search(&settings.group_base, Scope::Subtree, &filter, vec!["1.1"])
+            .await?
+            .success()?;
+        for group in entries {
+            let dn = SearchEntry::construct(group).dn;
+            if !groups.iter().any(|g| g.eq_ignore_ascii_case(&dn)) {
+                groups.push(dn);
+            }
+        }
+        Ok(groups)
     }
 
     fn pooled(&self) -> Option<Ldap> {

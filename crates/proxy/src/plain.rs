@@ -76,7 +76,10 @@ async fn forward_plain(
             .get(PROXY_AUTHORIZATION)
             .map(|v| v.as_bytes());
         match auth.check(credentials, client).await {
-            Verdict::User(user) => record.user = Some(user),
+            Verdict::User(user, groups) => {
+                record.user = Some(user);
+                record.groups = groups;
+            }
             Verdict::Refused => {
                 let mut response = forward::refuse(
                     log,
@@ -127,7 +130,8 @@ async fn forward_plain(
         literal,
         authority.port,
         url.clone(),
-    );
+    )
+    .with_groups(record.groups.clone());
     let via = proxy.config.policy.via_http(&info.facts(None));
     record.via = Some(via.as_str().to_string());
     if let Some(parent) = proxy.config.settings.parent(&via) {
@@ -151,7 +155,8 @@ async fn forward_plain(
         Some(addr.ip()),
         authority.port,
         url,
-    );
+    )
+    .with_groups(record.groups.clone());
     let upstream = Upstream::Plain {
         client: &proxy.plain,
         addr,

@@ -22,6 +22,7 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let facts = SslFacts {
         client: args.client,
         user: args.user.as_deref(),
+        groups: &[],
         user_agent: None,
         dest_name: dest_ip.is_none().then_some(host),
         dest_ip,

@@ -16,7 +16,8 @@ use support::{curl, Origin, OriginOptions, Sluice};
 
 const SUFFIX: &str = "dc=corp,dc=example";
 
-/// The test directory: alice and bob (people), a service account (the root DN).
+/// The test directory: alice (in Finance, itself in the nested all-staff) and bob (a
+/// uniqueMember of contractors); the service account is the root DN.
 const DIRECTORY: &str = "\
 dn: dc=corp,dc=example
 objectClass: dcObject
@@ -41,6 +42,25 @@ uid: bob
 cn: Bob
 sn: Builder
 userPassword: canwefixit
+
+dn: ou=groups,dc=corp,dc=example
+objectClass: organizationalUnit
+ou: groups
+
+dn: cn=Finance,ou=groups,dc=corp,dc=example
+objectClass: groupOfNames
+cn: Finance
+member: uid=alice,ou=people,dc=corp,dc=example
+
+dn: cn=contractors,ou=groups,dc=corp,dc=example
+objectClass: groupOfUniqueNames
+cn: contractors
+uniqueMember: uid=bob,ou=people,dc=corp,dc=example
+
+dn: cn=all-staff,ou=groups,dc=corp,dc=example
+objectClass: groupOfNames
+cn: all-staff
+member: cn=Finance,ou=groups,dc=corp,dc=example
 ";
 
 /// `slapd` on a loopback port (`ldap://`, StartTLS when it has a certificate) and, with a
@@ -161,21 +181,28 @@ fn start(pki: &TestPki, slapd: &Slapd) -> Sluice {
     start_at(pki, &slapd.url(), "")
 }
 
-/// sluice checking Basic credentials at `url`, with `more` `[auth]` keys.
+/// sluice checking Basic credentials at `url`, with `more` `[auth]` keys (and then, if
+/// wanted, other sections).
 fn start_at(pki: &TestPki, url: &str, more: &str) -> Sluice {
+    start_for(pki, url, more, &[443])
+}
+
+/// [`start_at`], allowing CONNECT to `ports`.
+fn start_for(pki: &TestPki, url: &str, more: &str, ports: &[u16]) -> Sluice {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ldap-password"), "service-secret\n").unwrap();
     pki.write_root(&dir.path().join("directory-ca.pem"));
     let rest = format!(
-        "[auth]\n{more}\
+        "[auth]\n\
          ldap_url = \"{url}\"\n\
          ldap_bind_dn = \"cn=admin,{SUFFIX}\"\n\
          ldap_bind_password_file = \"ldap-password\"\n\
          ldap_user_base = \"ou=people,{SUFFIX}\"\n\
-         ldap_user_filter = \"(uid={{user}})\"\n"
+         ldap_user_filter = \"(uid={{user}})\"\n{more}"
     );
     let text = Sluice::config_text(&SluiceConfig {
         rest: &rest,
+        connect_ports: ports,
         ..Default::default()
     });
     Sluice::start_in(pki, dir, &text)
@@ -307,4 +334,49 @@ fn a_garbage_answering_or_silent_directory_gives_503_not_an_allow() {
         assert_eq!(record["error"], "auth_unavailable");
         assert!(record["user"].is_null(), "{record}");
     }
+}
+
+/// SPEC §10: rules by group, end to end. Finance (alice, a `member`) may tunnel; the
+/// contractors (bob, a `uniqueMember`, named by full DN in another case) are blocked;
+/// everyone else is bumped. OpenLDAP has no LDAP_MATCHING_RULE_IN_CHAIN: the nested
+/// all-staff group (whose rule, first, would terminate) is not alice's.
+#[test]
+fn groups_from_the_directory_decide_tunnel_vs_bump_and_block_vs_allow() {
+    let pki = TestPki::new();
+    let slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let rules = format!(
+        "ldap_group_base = \"ou=groups,{SUFFIX}\"\n\n\
+         [[ssl_rules]]\nname = \"staff\"\ngroups = [\"all-staff\"]\naction = \"terminate\"\n\n\
+         [[ssl_rules]]\nname = \"finance-tunnels\"\ngroups = [\"finance\"]\naction = \"tunnel\"\n\n\
+         [[http_rules]]\nname = \"no-contractors\"\n\
+         groups = [\"CN=Contractors,OU=Groups,DC=corp,DC=example\"]\naction = \"block\"\n"
+    );
+    let sluice = start_for(&pki, &slapd.url(), &rules, &[origin.port()]);
+
+    let out = fetch_as(&sluice, &origin, "alice:wonderland");
+    assert_eq!(out.status, 200, "{}", out.headers);
+    let out = fetch_as(&sluice, &origin, "bob:canwefixit");
+    assert_eq!(out.status, 403, "bob is a contractor: {}", out.headers);
+    let record = sluice.wait_record("bob's block", |r| r["status"] == 403);
+    assert_eq!(record["rule"], "no-contractors");
+    assert_eq!(record["user"], "bob");
+
+    // CONNECT: alice's tunnel carries plain HTTP through untouched; bob is bumped.
+    let url = format!("http://127.0.0.1:{}/hello", origin.port());
+    let proxy = sluice.proxy_url();
+    let out = curl(&["-p", "-x", &proxy, "--proxy-user", "alice:wonderland", &url]);
+    assert_eq!(out.body_text(), HELLO, "alice tunnels");
+    let tunnel = sluice.wait_record("alice's CONNECT", |r| {
+        r["kind"] == "connect" && r["user"] == "alice"
+    });
+    assert_eq!(tunnel["action"], "tunnel", "{tunnel}");
+    assert_eq!(tunnel["rule"], "finance-tunnels", "{tunnel}");
+    let _ = curl(&["-p", "-x", &proxy, "--proxy-user", "bob:canwefixit", &url]);
+    let bumped = sluice.wait_record("bob's CONNECT", |r| {
+        r["kind"] == "connect" && r["user"] == "bob"
+    });
+    // Bumped: sluice waited for a ClientHello, and plain HTTP is not one.
+    assert_eq!(bumped["error"], "not_tls", "{bumped}");
+    assert_eq!(bumped["stage"], "client_hello", "{bumped}");
 }
