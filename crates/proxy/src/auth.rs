@@ -263,6 +263,18 @@ impl Authenticator {
         }
     }
 
+    /// `user`'s groups for `explain`: remembered from its last check, or looked up in
+    /// the directory; none for a user of the file or without a directory.
+    pub async fn groups_of(&self, user: &str) -> Result<Vec<String>, String> {
+        if let Some(known) = self.verified.get(user) {
+            return Ok(known.groups);
+        }
+        match &self.directory {
+            Some(directory) if !self.users.contains_key(user) => directory.groups_of(user).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// A user of the file: its hash. Anyone else: the directory, or (without one) the
     /// dummy hash, so that an unknown user costs what a known one does.
     async fn verify(&self, user: &str, password: &str) -> Check {

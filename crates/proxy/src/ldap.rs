@@ -92,13 +92,28 @@ impl Directory {
         }
     }
 
-    /// Find `user`'s entry as the service account, then bind as it.
-    async fn verify_on(
+    /// The DNs of `user`'s groups, looked up as the service account (for `explain`).
+    pub async fn groups_of(&self, user: &str) -> Result<Vec<String>, String> {
+        let _permit = tokio::time::timeout(OPERATION_TIMEOUT, self.slots.acquire())
+            .await
+            .map_err(|_| "the directory is busy".to_string())?;
+        let mut ldap = self.connect().await.map_err(|e| e.to_string())?;
+        let entry = self
+            .find(&mut ldap, user)
+            .await
+            .map_err(|e| e.to_string())?;
+        let entry = entry.ok_or_else(|| format!("no single directory entry for `{user}`"))?;
+        self.groups(&mut ldap, entry)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Bind as the service account and find `user`'s one entry (`None`: none or several).
+    async fn find(
         &self,
         ldap: &mut Ldap,
         user: &str,
-        password: &str,
-    ) -> ldap3::result::Result<Check> {
+    ) -> ldap3::result::Result<Option<SearchEntry>> {
         let settings = &self.settings;
         ldap.with_timeout(OPERATION_TIMEOUT)
             .simple_bind(&settings.bind_dn, &settings.bind_password.0)
@@ -115,11 +130,22 @@ impl Directory {
             )
             .await?
             .success()?;
+        Ok(<[_; 1]>::try_from(entries)
+            .ok()
+            .map(|[entry]| SearchEntry::construct(entry)))
+    }
+
+    /// Find `user`'s entry as the service account, then bind as it.
+    async fn verify_on(
+        &self,
+        ldap: &mut Ldap,
+        user: &str,
+        password: &str,
+    ) -> ldap3::result::Result<Check> {
         // No entry, or several: nobody to bind as.
-        let Ok([entry]) = <[_; 1]>::try_from(entries) else {
+        let Some(entry) = self.find(ldap, user).await? else {
             return Ok(Check::Invalid);
         };
-        let entry = SearchEntry::construct(entry);
         let bind = ldap
             .with_timeout(OPERATION_TIMEOUT)
             .simple_bind(&entry.dn, password)

@@ -379,4 +379,27 @@ fn groups_from_the_directory_decide_tunnel_vs_bump_and_block_vs_allow() {
     // Bumped: sluice waited for a ClientHello, and plain HTTP is not one.
     assert_eq!(bumped["error"], "not_tls", "{bumped}");
     assert_eq!(bumped["stage"], "client_hello", "{bumped}");
+
+    // /explain?user=U shows U's groups and the rule they make decide.
+    let admin = sluice.admin.expect("admin endpoint");
+    let explain = |user: &str| -> serde_json::Value {
+        let url = format!("http://{admin}/explain?host=bank.example&user={user}");
+        serde_json::from_slice(&curl(&[&url]).body).unwrap()
+    };
+    let alice = explain("alice");
+    assert_eq!(
+        alice["groups"],
+        serde_json::json!([format!("cn=Finance,ou=groups,{SUFFIX}")]),
+        "{alice}"
+    );
+    assert_eq!(alice["rule"], "finance-tunnels", "{alice}");
+    let bob = explain("bob");
+    assert_eq!(
+        bob["groups"],
+        serde_json::json!([format!("cn=contractors,ou=groups,{SUFFIX}")]),
+        "{bob}"
+    );
+    assert_eq!(bob["rule"], "default", "{bob}");
+    let nobody = explain("*");
+    assert!(nobody["groups_error"].is_string(), "{nobody}");
 }
