@@ -26,7 +26,7 @@ mod graceful;
 pub mod head;
 mod hop_by_hop;
 mod inspection;
-mod ldap;
+pub mod ldap;
 mod local_addrs;
 mod metrics;
 mod pipe;

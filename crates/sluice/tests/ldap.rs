@@ -402,4 +402,26 @@ fn groups_from_the_directory_decide_tunnel_vs_bump_and_block_vs_allow() {
     assert_eq!(bob["rule"], "default", "{bob}");
     let nobody = explain("*");
     assert!(nobody["groups_error"].is_string(), "{nobody}");
+
+    // `sluice explain --user U` looks U's groups up in the directory itself.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "explain",
+            "-c",
+            "sluice.toml",
+            "--host",
+            "bank.example",
+            "--user",
+            "alice",
+        ])
+        .current_dir(sluice.dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains(&format!("groups: [cn=Finance,ou=groups,{SUFFIX}]")),
+        "{text}"
+    );
+    assert!(text.contains("finance-tunnels"), "{text}");
 }
