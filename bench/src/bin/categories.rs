@@ -96,6 +96,7 @@ action = "terminate"
         let facts = SslFacts {
             client: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             user: None,
+            groups: &[],
             user_agent: None,
             dest_name: Some(name),
             dest_ip: None,

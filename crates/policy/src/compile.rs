@@ -17,8 +17,9 @@ use crate::raw::{
     RawAdmin, RawAuth, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls, SpannedList,
 };
 use crate::settings::{
-    AuthSettings, BlockPageSettings, BlockTemplate, HostMismatch, LeafKey, Limits, LogSettings,
-    LogTarget, NonTls, SniMismatch, SyslogTarget, SyslogTransport, TlsSettings,
+    AuthSettings, BlockPageSettings, BlockTemplate, HostMismatch, LdapSettings, LeafKey, Limits,
+    LogSettings, LogTarget, NonTls, Secret, SniMismatch, SyslogTarget, SyslogTransport,
+    TlsSettings, DEFAULT_LDAP_USER_FILTER,
 };
 
 // SPEC §5 defaults; those of booleans and enums are written where they are applied.
@@ -51,9 +52,13 @@ const DEFAULT_DENY_DESTINATIONS: [&str; 5] = [
 
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
-/// `[auth]`: the users file is read now, so that a bad line is a load error.
-pub(crate) fn auth(raw: RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> AuthSettings {
-    let realm = match raw.realm {
+/// How long a successful check is reused by default (`auth.cache_ttl`).
+const DEFAULT_AUTH_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// `[auth]`: the users file and the LDAP service account's password are read now, so
+/// that a bad line or an unreadable file is a load error.
+pub(crate) fn auth(mut raw: RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> AuthSettings {
+    let realm = match raw.realm.take() {
         None => "sluice".to_string(),
         Some(realm) => {
             let text = realm.get_ref();
@@ -66,17 +71,34 @@ pub(crate) fn auth(raw: RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) ->
             text.clone()
         }
     };
-    let Some(value) = raw.users_file.filter(|v| !v.get_ref().trim().is_empty()) else {
-        return AuthSettings {
-            realm,
-            ..AuthSettings::default()
-        };
+    let cache_ttl = duration(
+        raw.cache_ttl.take(),
+        DEFAULT_AUTH_CACHE_TTL,
+        "auth.cache_ttl",
+        diag,
+    );
+    let ldap = ldap(&mut raw, base_dir, diag);
+    let (users_file, users) = users_file(raw.users_file, base_dir, diag);
+    AuthSettings {
+        ldap,
+        cache_ttl,
+        users_file,
+        users,
+        realm,
+    }
+}
+
+/// `auth.users_file`, resolved, and its users; `None` when absent or empty.
+fn users_file(
+    value: Option<Spanned<String>>,
+    base_dir: &Path,
+    diag: &mut Diagnostics<'_>,
+) -> (Option<PathBuf>, Vec<(String, String)>) {
+    let Some(value) = value.filter(|v| !v.get_ref().trim().is_empty()) else {
+        return (None, Vec::new());
     };
     let Some(path) = path(&value, base_dir, "auth.users_file", diag) else {
-        return AuthSettings {
-            realm,
-            ..AuthSettings::default()
-        };
+        return (None, Vec::new());
     };
     let users = match std::fs::read_to_string(&path) {
         Ok(text) => users(&text, &path, diag),
@@ -90,10 +112,123 @@ pub(crate) fn auth(raw: RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) ->
             Vec::new()
         }
     };
-    AuthSettings {
-        users_file: Some(path),
-        users,
-        realm,
+    (Some(path), users)
+}
+
+/// The `auth.ldap_*` keys; `None` without `auth.ldap_url`. A URL needs a user base, a
+/// bind DN needs a readable password file, StartTLS needs `ldap://`.
+fn ldap(raw: &mut RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> Option<LdapSettings> {
+    let url = raw
+        .ldap_url
+        .take()
+        .filter(|v| !v.get_ref().trim().is_empty())?;
+    let text = url.get_ref().trim().to_string();
+    let starttls = raw.ldap_starttls.unwrap_or(false);
+    let ldaps = text.starts_with("ldaps://");
+    if !(ldaps || text.starts_with("ldap://")) || text.contains(char::is_whitespace) {
+        diag.at(
+            url.span(),
+            "auth.ldap_url: expected ldap://HOST[:PORT] or ldaps://HOST[:PORT]",
+        );
+    } else if ldaps && starttls {
+        diag.at(
+            url.span(),
+            "auth.ldap_starttls: StartTLS is for ldap:// URLs (ldaps:// is TLS already)",
+        );
+    }
+    let user_base = match raw.ldap_user_base.take() {
+        Some(base) if !base.get_ref().trim().is_empty() => base.get_ref().trim().to_string(),
+        _ => {
+            diag.at(
+                url.span(),
+                "auth.ldap_url: needs auth.ldap_user_base, where users are searched",
+            );
+            String::new()
+        }
+    };
+    let user_filter = match raw.ldap_user_filter.take() {
+        None => DEFAULT_LDAP_USER_FILTER.to_string(),
+        Some(filter) => {
+            let text = filter.get_ref().trim();
+            if !(text.starts_with('(') && text.ends_with(')') && text.contains("{user}")) {
+                diag.at(
+                    filter.span(),
+                    "auth.ldap_user_filter: expected an LDAP filter in parentheses containing {user}",
+                );
+            }
+            text.to_string()
+        }
+    };
+    let ca = raw
+        .ldap_ca
+        .take()
+        .filter(|v| !v.get_ref().trim().is_empty())
+        .and_then(|v| readable(&v, base_dir, "auth.ldap_ca", diag));
+    let bind_dn = raw
+        .ldap_bind_dn
+        .take()
+        .map(|v| v.get_ref().trim().to_string())
+        .unwrap_or_default();
+    let bind_password = match raw.ldap_bind_password_file.take() {
+        Some(file) if !file.get_ref().trim().is_empty() => {
+            let path = base_dir.join(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Secret(text.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => {
+                    diag.at(
+                        file.span(),
+                        format!(
+                            "auth.ldap_bind_password_file: cannot read {}: {e}",
+                            path.display()
+                        ),
+                    );
+                    Secret::default()
+                }
+            }
+        }
+        _ if !bind_dn.is_empty() => {
+            diag.at(
+                url.span(),
+                "auth.ldap_bind_dn: needs auth.ldap_bind_password_file",
+            );
+            Secret::default()
+        }
+        _ => Secret::default(),
+    };
+    let group_base = raw
+        .ldap_group_base
+        .take()
+        .map(|v| v.get_ref().trim().to_string())
+        .unwrap_or_default();
+    Some(LdapSettings {
+        url: text,
+        starttls,
+        ca,
+        bind_dn,
+        bind_password,
+        user_base,
+        user_filter,
+        group_base,
+    })
+}
+
+/// A path that must name a readable file now.
+fn readable(
+    value: &Spanned<String>,
+    base_dir: &Path,
+    key: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Option<PathBuf> {
+    let path = path(value, base_dir, key, diag)?;
+    match std::fs::read(&path) {
+        Ok(_) => Some(path),
+        Err(e) => {
+            diag.at(
+                value.span(),
+                format!("{key}: cannot read {}: {e}", path.display()),
+            );
+            None
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::regexes::{self, Case};
 pub(crate) struct RawConditions<'a> {
     pub(crate) clients: Option<&'a SpannedList<String>>,
     pub(crate) users: Option<&'a SpannedList<String>>,
+    pub(crate) groups: Option<&'a SpannedList<String>>,
     pub(crate) user_agents: Option<&'a SpannedList<String>>,
     pub(crate) domains: Option<&'a SpannedList<String>>,
     pub(crate) domain_regex: Option<&'a SpannedList<String>>,
@@ -36,6 +37,8 @@ pub(crate) struct Conditions {
     ports: Option<PortSet>,
     clients: Option<IpSet>,
     users: Option<Vec<String>>,
+    /// Lowercase group common names or DNs.
+    groups: Option<Vec<String>>,
     ips: Option<IpSet>,
     methods: Option<Vec<String>>,
     domains: Option<DomainSet>,
@@ -52,6 +55,8 @@ pub(crate) struct Conditions {
 pub(crate) struct Subject<'a> {
     pub(crate) client: IpAddr,
     pub(crate) user: Option<&'a str>,
+    /// The DNs of the user's groups.
+    pub(crate) groups: &'a [String],
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) name: Option<&'a str>,
     pub(crate) dest_ip: Option<IpAddr>,
@@ -68,6 +73,12 @@ impl Conditions {
             && holds(&self.clients, |nets| nets.contains(subject.client))
             && holds(&self.users, |users| {
                 subject.user.is_some_and(|u| users.iter().any(|x| x == u))
+            })
+            && holds(&self.groups, |wanted| {
+                subject
+                    .groups
+                    .iter()
+                    .any(|dn| wanted.iter().any(|w| group_matches(w, dn)))
             })
             && holds(&self.ips, |nets| {
                 subject.dest_ip.is_some_and(|ip| nets.contains(ip))
@@ -111,6 +122,20 @@ impl Conditions {
     }
 }
 
+/// Whether a group DN is the group a rule names (`wanted`, lowercase): its full DN, or
+/// the value of its first RDN when that is a `cn` (`Finance` for `cn=Finance,ou=groups,…`),
+/// ASCII case-insensitively.
+pub(crate) fn group_matches(wanted: &str, dn: &str) -> bool {
+    let dn = dn.trim();
+    if dn.eq_ignore_ascii_case(wanted) {
+        return true;
+    }
+    let first = dn.split(',').next().unwrap_or_default();
+    first.split_once('=').is_some_and(|(attr, value)| {
+        attr.trim().eq_ignore_ascii_case("cn") && value.trim().eq_ignore_ascii_case(wanted)
+    })
+}
+
 fn holds<T>(condition: &Option<T>, test: impl FnOnce(&T) -> bool) -> bool {
     condition.as_ref().is_none_or(test)
 }
@@ -138,6 +163,14 @@ pub(crate) fn compile(
                 Err("empty user name".to_string())
             } else {
                 Ok(name.to_string())
+            }
+        }),
+        groups: compiler.each(raw.groups, "groups", |name| {
+            let name = name.trim();
+            if name.is_empty() {
+                Err("empty group name".to_string())
+            } else {
+                Ok(name.to_ascii_lowercase())
             }
         }),
         ips: compiler

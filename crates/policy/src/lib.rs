@@ -80,7 +80,8 @@ pub use policy::{
 };
 pub use settings::{
     AntiVirusSettings, AuthSettings, AvEngine, BlockPageSettings, BlockTemplate, ClamdAddress,
-    HostMismatch, IcapService, LeafKey, Limits, LogSettings, LogTarget, NonTls, OnOversize,
-    OnScanError, Settings, SniMismatch, SyslogFormat, SyslogTarget, SyslogTransport, TlsSettings,
+    HostMismatch, IcapService, LdapSettings, LeafKey, Limits, LogSettings, LogTarget, NonTls,
+    OnOversize, OnScanError, Secret, Settings, SniMismatch, SyslogFormat, SyslogTarget,
+    SyslogTransport, TlsSettings, DEFAULT_LDAP_USER_FILTER,
 };
 pub use upstream_proxies::{ParentAddr, ParentCredentials, UpstreamProxy, Via, DIRECT};

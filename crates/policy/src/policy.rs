@@ -20,8 +20,10 @@ pub const DEFAULT_RULE: &str = "default";
 pub struct SslFacts<'a> {
     /// Client address (after PROXY protocol, when that exists).
     pub client: IpAddr,
-    /// Authenticated user. Not matched yet (no `users` condition); always `None` for now.
+    /// Authenticated user.
     pub user: Option<&'a str>,
+    /// The DNs of the user's directory groups (`groups` condition); empty without.
+    pub groups: &'a [String],
     /// `User-Agent` header of the CONNECT request.
     pub user_agent: Option<&'a str>,
     /// The CONNECT host (stage `connect`) or the SNI (stage `client_hello`) when it is a
@@ -70,8 +72,10 @@ impl SslDecision {
 pub struct HttpFacts<'a> {
     /// Client address (after PROXY protocol, when that exists).
     pub client: IpAddr,
-    /// Authenticated user. Not matched yet (no `users` condition); always `None` for now.
+    /// Authenticated user.
     pub user: Option<&'a str>,
+    /// The DNs of the user's directory groups (`groups` condition); empty without.
+    pub groups: &'a [String],
     /// The request's own `User-Agent` header.
     pub user_agent: Option<&'a str>,
     /// The request's host (from the URL, `Host` or `:authority`), without the port, as
@@ -376,6 +380,7 @@ impl SslSubject<'_> {
         Subject {
             client: self.facts.client,
             user: self.facts.user,
+            groups: self.facts.groups,
             user_agent: self.facts.user_agent,
             name: self.name.as_deref(),
             dest_ip: self.facts.dest_ip,
@@ -409,6 +414,7 @@ fn http_subject<'a>(
     Subject {
         client: facts.client,
         user: facts.user,
+        groups: facts.groups,
         user_agent: facts.user_agent,
         name,
         dest_ip: facts.dest_ip,

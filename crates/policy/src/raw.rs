@@ -46,6 +46,15 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawAuth {
     pub users_file: Option<Spanned<String>>,
     pub realm: Option<Spanned<String>>,
+    pub ldap_url: Option<Spanned<String>>,
+    pub ldap_starttls: Option<bool>,
+    pub ldap_ca: Option<Spanned<String>>,
+    pub ldap_bind_dn: Option<Spanned<String>>,
+    pub ldap_bind_password_file: Option<Spanned<String>>,
+    pub ldap_user_base: Option<Spanned<String>>,
+    pub ldap_user_filter: Option<Spanned<String>>,
+    pub ldap_group_base: Option<Spanned<String>>,
+    pub cache_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -107,6 +116,7 @@ pub(crate) struct RawSslRule {
     pub ips: Option<SpannedList<String>>,
     pub ports: Option<SpannedList<PortValue>>,
     pub users: Option<SpannedList<String>>,
+    pub groups: Option<SpannedList<String>>,
     pub via: Option<Spanned<String>>,
 }
 
@@ -115,6 +125,7 @@ impl RawSslRule {
         RawConditions {
             clients: self.clients.as_ref(),
             users: self.users.as_ref(),
+            groups: self.groups.as_ref(),
             user_agents: self.user_agents.as_ref(),
             domains: self.domains.as_ref(),
             domain_regex: self.domain_regex.as_ref(),
@@ -143,6 +154,7 @@ pub(crate) struct RawHttpRule {
     pub ips: Option<SpannedList<String>>,
     pub ports: Option<SpannedList<PortValue>>,
     pub users: Option<SpannedList<String>>,
+    pub groups: Option<SpannedList<String>>,
     pub methods: Option<SpannedList<String>>,
     pub url_regex: Option<SpannedList<String>>,
     pub content_types: Option<SpannedList<String>>,
@@ -154,6 +166,7 @@ impl RawHttpRule {
         RawConditions {
             clients: self.clients.as_ref(),
             users: self.users.as_ref(),
+            groups: self.groups.as_ref(),
             user_agents: self.user_agents.as_ref(),
             domains: self.domains.as_ref(),
             domain_regex: self.domain_regex.as_ref(),

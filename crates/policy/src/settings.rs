@@ -395,9 +395,13 @@ pub enum SyslogFormat {
     Cef,
 }
 
-/// `[auth]`: Basic proxy authentication.
+/// `[auth]`: Basic proxy authentication, against the users file and/or LDAP.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct AuthSettings {
+    /// `auth.ldap_url` and the keys that go with it; `None`: no LDAP.
+    pub ldap: Option<LdapSettings>,
+    /// `auth.cache_ttl`: how long a successful check is reused.
+    pub cache_ttl: Duration,
     /// `auth.users_file`, resolved; `None`: no authentication.
     pub users_file: Option<PathBuf>,
     /// Its users and their password hashes (bcrypt `$2y$`/`$2b$`/`$2a$`, or argon2 PHC
@@ -405,6 +409,43 @@ pub struct AuthSettings {
     pub users: Vec<(String, String)>,
     /// `auth.realm`, sent in `Proxy-Authenticate`.
     pub realm: String,
+}
+
+/// Basic credentials checked against a directory (SPEC §10): the user's entry is found
+/// with the service account, then a bind as that entry decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LdapSettings {
+    /// `auth.ldap_url`: `ldap://host[:port]` or `ldaps://host[:port]`.
+    pub url: String,
+    /// `auth.ldap_starttls`: StartTLS on an `ldap://` URL.
+    pub starttls: bool,
+    /// `auth.ldap_ca`: PEM certificates trusted besides the system roots.
+    pub ca: Option<PathBuf>,
+    /// `auth.ldap_bind_dn`: the service account; empty: an anonymous search.
+    pub bind_dn: String,
+    /// The contents of `auth.ldap_bind_password_file`, without its final line break.
+    pub bind_password: Secret,
+    /// `auth.ldap_user_base`: where users are searched (subtree).
+    pub user_base: String,
+    /// `auth.ldap_user_filter`, with `{user}` where the escaped user name goes.
+    pub user_filter: String,
+    /// `auth.ldap_group_base`: where groups naming the user as `member`/`uniqueMember`
+    /// are searched; empty: only the user entry's `memberOf`.
+    pub group_base: String,
+}
+
+/// The default `auth.ldap_user_filter`.
+pub const DEFAULT_LDAP_USER_FILTER: &str =
+    "(|(uid={user})(sAMAccountName={user})(userPrincipalName={user}))";
+
+/// A secret read from a file: shown as `***` by `Debug`, so it never reaches a log.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// `log.access`.

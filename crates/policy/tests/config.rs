@@ -517,6 +517,7 @@ action = "tunnel-sni"
         let facts = sluice_policy::SslFacts {
             client: "10.0.0.1".parse().unwrap(),
             user: None,
+            groups: &[],
             user_agent: None,
             dest_name: Some(name),
             dest_ip: None,
@@ -690,6 +691,89 @@ fn the_users_file_is_read_at_load_with_errors_at_their_lines() {
         text.iter()
             .any(|e| e.contains("bad:3: auth.users_file: expected NAME:HASH")),
         "{text:?}"
+    );
+}
+
+/// SPEC §10: the `[auth]` LDAP combinations `sluice check` refuses, each at its line,
+/// and the service account's password read at load (never shown by `Debug`).
+#[test]
+fn ldap_settings_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+    let config = Config::from_str(
+        "[auth]\nldap_url = \"ldap://dc1.corp.example\"\nldap_starttls = true\n\
+         ldap_bind_dn = \"cn=proxy,dc=corp\"\nldap_bind_password_file = \"pw\"\n\
+         ldap_user_base = \"ou=people,dc=corp\"\ncache_ttl = \"1m\"\n",
+        "sluice.toml",
+        dir.path(),
+    )
+    .unwrap();
+    let auth = &config.settings.auth;
+    let ldap = auth.ldap.as_ref().unwrap();
+    assert_eq!(ldap.bind_password.0, "s3cret");
+    assert!(!format!("{ldap:?}").contains("s3cret"));
+    assert_eq!(ldap.user_filter, sluice_policy::DEFAULT_LDAP_USER_FILTER);
+    assert!(ldap.starttls);
+    assert_eq!(auth.cache_ttl, std::time::Duration::from_secs(60));
+    assert_eq!(
+        Config::embedded_default().settings.auth.cache_ttl,
+        std::time::Duration::from_secs(300)
+    );
+    let errors = |text: &str| -> Vec<String> {
+        Config::from_str(text, "sluice.toml", dir.path())
+            .err()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let e = errors("[auth]\nldap_url = \"ldap://dc1\"\n");
+    assert_eq!(
+        e,
+        ["sluice.toml:2: auth.ldap_url: needs auth.ldap_user_base, where users are searched"]
+    );
+    let e = errors("[auth]\nldap_url = \"http://dc1\"\nldap_user_base = \"o=x\"\n");
+    assert!(
+        e[0].starts_with("sluice.toml:2: auth.ldap_url: expected ldap://"),
+        "{e:?}"
+    );
+    let e = errors(
+        "[auth]\nldap_url = \"ldap://dc1\"\nldap_user_base = \"o=x\"\n\
+         ldap_bind_password_file = \"missing\"\n",
+    );
+    assert!(
+        e[0].starts_with("sluice.toml:4: auth.ldap_bind_password_file: cannot read"),
+        "{e:?}"
+    );
+    let e = errors(
+        "[auth]\nldap_url = \"ldap://dc1\"\nldap_user_base = \"o=x\"\nldap_bind_dn = \"cn=p\"\n",
+    );
+    assert!(
+        e[0].contains("auth.ldap_bind_dn: needs auth.ldap_bind_password_file"),
+        "{e:?}"
+    );
+    let e = errors(
+        "[auth]\nldap_url = \"ldap://dc1\"\nldap_user_base = \"o=x\"\nldap_ca = \"nope.pem\"\n",
+    );
+    assert!(
+        e[0].starts_with("sluice.toml:4: auth.ldap_ca: cannot read"),
+        "{e:?}"
+    );
+    let e = errors(
+        "[auth]\nldap_url = \"ldap://dc1\"\nldap_user_base = \"o=x\"\nldap_user_filter = \"uid=x\"\n",
+    );
+    assert!(
+        e[0].contains("auth.ldap_user_filter: expected an LDAP filter"),
+        "{e:?}"
+    );
+    let e = errors(
+        "[auth]\nldap_url = \"ldaps://dc1\"\nldap_starttls = true\nldap_user_base = \"o=x\"\n",
+    );
+    assert!(e[0].contains("StartTLS is for ldap://"), "{e:?}");
+    let e = errors("[auth]\ncache_ttl = \"0s\"\n");
+    assert!(
+        e[0].contains("auth.cache_ttl: must be greater than zero"),
+        "{e:?}"
     );
 }
 

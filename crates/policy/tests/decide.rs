@@ -23,6 +23,7 @@ fn facts(name: &str) -> SslFacts<'_> {
     SslFacts {
         client: ip("10.1.2.3"),
         user: None,
+        groups: &[],
         user_agent: None,
         dest_name: Some(name),
         dest_ip: Some(ip("192.0.2.10")),
@@ -711,6 +712,7 @@ fn via_is_the_first_matching_rules_or_the_default() {
         p.via_http(&HttpFacts {
             client: ip("10.1.2.3"),
             user: None,
+            groups: &[],
             user_agent: None,
             host: Some(host),
             dest_ip: None,
@@ -723,4 +725,46 @@ fn via_is_the_first_matching_rules_or_the_default() {
     assert_eq!(http("a.partner.example"), Via::Parent("partner".into()));
     assert_eq!(http("other.example"), Via::Parent("corp".into()));
     assert_eq!(policy("").via_connect(&facts("a.example")), Via::Direct);
+}
+
+/// SPEC §10: `groups` names a group by common name or full DN, case-insensitively,
+/// against the DNs of the user's groups; a user without groups matches no such rule.
+#[test]
+fn groups_match_by_common_name_or_dn_in_any_case() {
+    let policy = policy(
+        r#"
+[[ssl_rules]]
+name = "finance-tunnels"
+groups = ["FINANCE"]
+action = "tunnel"
+
+[[ssl_rules]]
+name = "contractors"
+groups = ["cn=contractors,ou=groups,dc=corp,dc=example"]
+action = "terminate"
+"#,
+    );
+    let finance = ["cn=Finance,ou=groups,dc=corp,dc=example".to_string()];
+    let contractors = ["CN=Contractors,OU=Groups,DC=corp,DC=example".to_string()];
+    let finance_in_ou = ["cn=staff,ou=finance,dc=corp,dc=example".to_string()];
+    let rule = |groups: &[String]| {
+        let facts = SslFacts {
+            groups,
+            ..facts("bank.example")
+        };
+        rule_for(&policy, &facts)
+    };
+    assert_eq!(rule(&finance), "finance-tunnels");
+    assert_eq!(rule(&contractors), "contractors");
+    // Only the first RDN's cn names a group: an `ou=finance` further up is not it.
+    assert_eq!(rule(&finance_in_ou), "default");
+    assert_eq!(rule(&[]), "default");
+    let errors = Config::from_str(
+        "[[http_rules]]\nname = \"x\"\ngroups = [\" \"]\naction = \"block\"\n",
+        "sluice.toml",
+        Path::new("."),
+    )
+    .err()
+    .unwrap();
+    assert!(errors[0].to_string().contains("groups"), "{errors:?}");
 }

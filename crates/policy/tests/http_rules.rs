@@ -28,6 +28,7 @@ fn facts() -> HttpFacts<'static> {
     HttpFacts {
         client: ip("10.1.2.3"),
         user: None,
+        groups: &[],
         user_agent: Some("curl/8.5.0"),
         host: Some("www.example.com"),
         dest_ip: Some(ip("192.0.2.10")),

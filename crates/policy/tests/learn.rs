@@ -21,6 +21,7 @@ fn facts(name: &str) -> SslFacts<'_> {
     SslFacts {
         client: "10.1.2.3".parse::<IpAddr>().unwrap(),
         user: None,
+        groups: &[],
         user_agent: None,
         dest_name: Some(name),
         dest_ip: Some("192.0.2.10".parse().unwrap()),

@@ -28,6 +28,9 @@ pub struct Record {
     pub client_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The DNs of the user's directory groups, for the rules; not logged.
+    #[serde(skip)]
+    pub groups: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -121,7 +121,7 @@ async fn route(
         (&Method::GET, "/healthz") => body(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => readiness(&admin.shared),
         (&Method::GET, "/metrics") => metrics(&proxy).await,
-        (&Method::GET, "/explain") => explain(&proxy, request.uri().query().unwrap_or("")),
+        (&Method::GET, "/explain") => explain(&proxy, request.uri().query().unwrap_or("")).await,
         (&Method::GET, "/bypass") => list_bypass(&proxy),
         (&Method::DELETE, p) if p.starts_with("/bypass/") => {
             delete_bypass(&proxy, &p["/bypass/".len()..])
@@ -241,7 +241,7 @@ async fn reload(admin: &Admin) -> Response<ProxyBody> {
 }
 
 /// `GET /explain?host=H&sni=S&client=IP&port=N`: `sluice explain` as JSON.
-fn explain(proxy: &Proxy, query: &str) -> Response<ProxyBody> {
+async fn explain(proxy: &Proxy, query: &str) -> Response<ProxyBody> {
     let param = |name: &str| {
         form_urlencoded::parse(query.as_bytes())
             .find(|(key, _)| key == name)
@@ -278,9 +278,20 @@ fn explain(proxy: &Proxy, query: &str) -> Response<ProxyBody> {
         .trim_end_matches(']')
         .to_string();
     let dest_ip: Option<IpAddr> = host.parse().ok();
+    let user = param("user").filter(|u| !u.is_empty());
+    // The user's groups as the directory gives them (SPEC §10); a lookup that fails is
+    // said, and the rules are explained without groups.
+    let (groups, groups_error) = match (&user, &proxy.auth) {
+        (Some(user), Some(auth)) => match auth.groups_of(user).await {
+            Ok(groups) => (groups, None),
+            Err(e) => (Vec::new(), Some(e)),
+        },
+        _ => (Vec::new(), None),
+    };
     let facts = SslFacts {
         client,
-        user: None,
+        user: user.as_deref(),
+        groups: &groups,
         user_agent: None,
         dest_name: dest_ip.is_none().then_some(host.as_str()),
         dest_ip,
@@ -295,10 +306,13 @@ fn explain(proxy: &Proxy, query: &str) -> Response<ProxyBody> {
         .config
         .policy
         .explain_learned(&facts, sni.as_deref(), learned);
-    json_body(
-        StatusCode::OK,
-        &explanation_json(&explanation, &host, sni.as_deref()),
-    )
+    let mut body = explanation_json(&explanation, &host, sni.as_deref());
+    body["user"] = json!(user);
+    body["groups"] = json!(groups);
+    if let Some(error) = groups_error {
+        body["groups_error"] = json!(error);
+    }
+    json_body(StatusCode::OK, &body)
 }
 
 fn explanation_json(explanation: &Explanation, host: &str, sni: Option<&str>) -> serde_json::Value {

@@ -1,5 +1,6 @@
 //! Basic proxy authentication (`[auth]`): `Proxy-Authorization: Basic …` checked against
-//! the users file's bcrypt or argon2 hashes.
+//! the users file's bcrypt or argon2 hashes, then (for a user not in the file) against
+//! the LDAP directory ([`crate::ldap`]).
 //!
 //! Verifying a hash costs milliseconds of CPU and, for argon2, megabytes of memory, so
 //! password checks must not be a way to exhaust the process (SPEC §9):
@@ -11,8 +12,10 @@
 //!   computed (nothing for the first, then 100 ms doubling up to 3 s);
 //! - an unknown user costs what a known one does: the password is verified against a
 //!   dummy hash with the parameters of the first user's, and refused whatever it gives;
-//! - verified user:password pairs are remembered for a while, so a right password costs
-//!   one hash per ten minutes;
+//! - a verified user is remembered for `auth.cache_ttl` with a salted hash of its
+//!   password (never the password), so a right password costs one hash (or directory
+//!   check) per period, and is still accepted while the directory is down; a directory
+//!   that cannot be asked about anyone else is [`Verdict::Unavailable`] (503);
 //! - both tables are bounded caches ([`TABLE_LIMIT`] entries, least recently used
 //!   evicted); no operation scans them.
 
@@ -28,8 +31,52 @@ use sha2::{Digest, Sha256};
 use sluice_policy::AuthSettings;
 use tokio::sync::Semaphore;
 
-/// How long a verified user:password pair is trusted without verifying it again, and
-/// how long an address's failures are remembered after its last one.
+use crate::ldap::{Check, Directory};
+
+/// The answer to a request's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Authenticated as this user, member of these groups (DNs; none without LDAP).
+    User(String, Vec<String>),
+    /// No or wrong credentials: 407.
+    Refused,
+    /// The directory could not be asked: 503 `auth_unavailable`.
+    Unavailable,
+}
+
+/// A verified user's password, as SHA-256 of a random salt and the password, and its
+/// groups.
+#[derive(Clone)]
+struct Remembered {
+    salt: [u8; 16],
+    hash: [u8; 32],
+    groups: Vec<String>,
+}
+
+impl Remembered {
+    fn new(password: &str, groups: Vec<String>) -> Self {
+        let salt = rand::random::<[u8; 16]>();
+        Remembered {
+            salt,
+            hash: salted(&salt, password),
+            groups,
+        }
+    }
+
+    fn matches(&self, password: &str) -> bool {
+        salted(&self.salt, password) == self.hash
+    }
+}
+
+fn salted(salt: &[u8; 16], password: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(salt)
+        .chain_update(password.as_bytes())
+        .finalize()
+        .into()
+}
+
+/// How long an address's failures are remembered after its last one.
 const REMEMBER: Duration = Duration::from_secs(600);
 /// Entries kept in each table at most; the least recently used go first.
 const TABLE_LIMIT: u64 = 10_000;
@@ -61,8 +108,10 @@ pub struct Authenticator {
     slots: Arc<Semaphore>,
     /// Checks waiting for a permit of `slots`.
     waiting: Arc<AtomicUsize>,
-    /// SHA-256 of the decoded `user:password` → the user, for [`REMEMBER`].
-    verified: Cache<[u8; 32], String>,
+    /// The LDAP directory (`auth.ldap_url`), asked about users not in the file.
+    directory: Option<Directory>,
+    /// Verified users and their passwords, salted and hashed, for `auth.cache_ttl`.
+    verified: Cache<String, Remembered>,
     /// Per client address: recent failures and checks in progress.
     clients: Cache<IpAddr, Arc<ClientState>>,
 }
@@ -127,14 +176,28 @@ impl Drop for Waiting {
 }
 
 impl Authenticator {
-    /// `None` when no users file is configured: no authentication.
-    pub fn new(settings: &AuthSettings) -> Option<Self> {
-        Self::with(settings, hash_slots(), Arc::new(password_matches))
+    /// `None` when neither a users file nor a directory is configured: no
+    /// authentication.
+    pub fn new(settings: &AuthSettings) -> std::io::Result<Option<Self>> {
+        let directory = settings.ldap.as_ref().map(Directory::new).transpose()?;
+        Ok(Self::with(
+            settings,
+            directory,
+            hash_slots(),
+            Arc::new(password_matches),
+        ))
     }
 
     /// With `slots` hashes at once, each verified by `check_hash`.
-    fn with(settings: &AuthSettings, slots: usize, check_hash: HashCheck) -> Option<Self> {
-        settings.users_file.as_ref()?;
+    fn with(
+        settings: &AuthSettings,
+        directory: Option<Directory>,
+        slots: usize,
+        check_hash: HashCheck,
+    ) -> Option<Self> {
+        if settings.users_file.is_none() && directory.is_none() {
+            return None;
+        }
         let first = settings.users.first().map(|(_, hash)| hash.as_str());
         Some(Authenticator {
             users: settings.users.iter().cloned().collect(),
@@ -143,9 +206,10 @@ impl Authenticator {
             check_hash,
             slots: Arc::new(Semaphore::new(slots.max(1))),
             waiting: Arc::new(AtomicUsize::new(0)),
+            directory,
             verified: Cache::builder()
                 .max_capacity(TABLE_LIMIT)
-                .time_to_live(REMEMBER)
+                .time_to_live(settings.cache_ttl)
                 .build(),
             clients: Cache::builder()
                 .max_capacity(TABLE_LIMIT)
@@ -159,43 +223,72 @@ impl Authenticator {
         format!("Basic realm=\"{}\"", self.realm)
     }
 
-    /// The user named by a valid `Proxy-Authorization` header, or `None` (answer 407).
-    pub async fn check(&self, header: Option<&[u8]>, client: IpAddr) -> Option<String> {
+    /// What a request's `Proxy-Authorization` header is worth.
+    pub async fn check(&self, header: Option<&[u8]>, client: IpAddr) -> Verdict {
         // A request without credentials is the normal first step, not a guess.
-        let header = header?;
+        let Some(header) = header else {
+            return Verdict::Refused;
+        };
         let credentials = basic_credentials(header).unwrap_or_default();
-        let key: [u8; 32] = Sha256::digest(&credentials).into();
-        if let Some(user) = self.verified.get(&key) {
-            return Some(user);
+        let text = String::from_utf8(credentials).unwrap_or_default();
+        let (user, password) = text.split_once(':').unwrap_or(("", &text));
+        let remembered = self.verified.get(user);
+        if let Some(known) = remembered.as_ref().filter(|r| r.matches(password)) {
+            return Verdict::User(user.to_string(), known.groups.clone());
         }
         // Parallel first checks of an address share one state: `get_with` makes it once.
         let state = self.clients.get_with(client, Default::default);
         let Some(pending) = Pending::enter(Arc::clone(&state)) else {
             state.note_failure();
-            return None;
+            return Verdict::Refused;
         };
         // Slowed before the hash, so that guessing costs the guesser time, not us work.
         tokio::time::sleep(failure_delay(state.recent_failures() + 1)).await;
-        let user = self.verify(credentials).await;
+        let check = self.verify(user, password).await;
         drop(pending);
-        match &user {
-            Some(user) => {
+        match check {
+            Check::Valid(groups) => {
                 self.clients.invalidate(&client);
-                self.verified.insert(key, user.clone());
+                let remembered = Remembered::new(password, groups.clone());
+                self.verified.insert(user.to_string(), remembered);
+                Verdict::User(user.to_string(), groups)
             }
-            None => state.note_failure(),
+            // A remembered user with another password: wrong, whether or not the
+            // directory could have said so.
+            Check::Unavailable if remembered.is_none() => Verdict::Unavailable,
+            Check::Invalid | Check::Unavailable => {
+                state.note_failure();
+                Verdict::Refused
+            }
         }
-        user
     }
 
-    /// Hash `credentials`' password against its user's hash (or the dummy).
-    async fn verify(&self, credentials: Vec<u8>) -> Option<String> {
-        let text = String::from_utf8(credentials).unwrap_or_default();
-        let (user, password) = text.split_once(':').unwrap_or(("", &text));
+    /// `user`'s groups for `explain`: remembered from its last check, or looked up in
+    /// the directory; none for a user of the file or without a directory.
+    pub async fn groups_of(&self, user: &str) -> Result<Vec<String>, String> {
+        if let Some(known) = self.verified.get(user) {
+            return Ok(known.groups);
+        }
+        match &self.directory {
+            Some(directory) if !self.users.contains_key(user) => directory.groups_of(user).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// A user of the file: its hash. Anyone else: the directory, or (without one) the
+    /// dummy hash, so that an unknown user costs what a known one does.
+    async fn verify(&self, user: &str, password: &str) -> Check {
         let known = self.users.get(user);
+        if let (None, Some(directory)) = (known, &self.directory) {
+            return directory.verify(user, password).await;
+        }
         let hash = known.unwrap_or(&self.dummy).clone();
         let matched = self.hash(password.to_string(), hash).await;
-        (matched && known.is_some()).then(|| user.to_string())
+        if matched && known.is_some() {
+            Check::Valid(Vec::new())
+        } else {
+            Check::Invalid
+        }
     }
 
     /// Run one hash check in a slot; `false` at once when too many wait.
@@ -412,8 +505,13 @@ mod tests {
                 .map(|(u, h)| (u.to_string(), h.to_string()))
                 .collect(),
             realm: "test".into(),
+            cache_ttl: Duration::from_secs(600),
+            ldap: None,
         };
-        (Authenticator::with(&settings, slots, check).unwrap(), probe)
+        (
+            Authenticator::with(&settings, None, slots, check).unwrap(),
+            probe,
+        )
     }
 
     fn basic(credentials: &str) -> Vec<u8> {
@@ -437,7 +535,7 @@ mod tests {
             })
             .collect();
         for check in checks {
-            assert_eq!(check.await.unwrap(), None);
+            assert_eq!(check.await.unwrap(), Verdict::Refused);
         }
         assert_eq!(lock(&probe.hashes).len(), 64, "every check was hashed");
         let most = probe.most.load(Ordering::SeqCst);
@@ -446,12 +544,12 @@ mod tests {
         let client = IpAddr::from([127, 0, 2, 1]);
         let right = basic("alice:right");
         assert_eq!(
-            auth.check(Some(&right), client).await.as_deref(),
-            Some("alice")
+            auth.check(Some(&right), client).await,
+            Verdict::User("alice".into(), Vec::new())
         );
         assert_eq!(
-            auth.check(Some(&right), client).await.as_deref(),
-            Some("alice")
+            auth.check(Some(&right), client).await,
+            Verdict::User("alice".into(), Vec::new())
         );
         assert_eq!(lock(&probe.hashes).len(), 65);
     }
@@ -481,7 +579,7 @@ mod tests {
         assert_eq!(state().recent_failures(), refused, "refused at once");
         drop(gate);
         for check in checks {
-            assert_eq!(check.await.unwrap(), None);
+            assert_eq!(check.await.unwrap(), Verdict::Refused);
         }
         assert_eq!(lock(&probe.hashes).len(), MAX_PENDING_PER_CLIENT as usize);
         // Every refusal, hashed or not, counts towards the address's delay.
@@ -495,10 +593,16 @@ mod tests {
         let client = IpAddr::from([127, 0, 0, 3]);
         // The probe accepts "right" for any hash: an unknown user still gets in never.
         for credentials in ["mallory:right", "alice:wrong", "no colon", ":"] {
-            assert_eq!(auth.check(Some(&basic(credentials)), client).await, None);
+            assert_eq!(
+                auth.check(Some(&basic(credentials)), client).await,
+                Verdict::Refused
+            );
         }
         auth.clients.invalidate(&client);
-        assert_eq!(auth.check(Some(b"Basic !!"), client).await, None);
+        assert_eq!(
+            auth.check(Some(b"Basic !!"), client).await,
+            Verdict::Refused
+        );
         let hashes = lock(&probe.hashes).clone();
         assert_eq!(hashes.len(), 5, "one hash per attempt, known user or not");
         let params = |h: &str| h.rsplitn(3, '$').nth(2).unwrap().to_string();
@@ -513,8 +617,8 @@ mod tests {
         let (auth, probe) = probed(&[("alice", &argon)], 1);
         let client = IpAddr::from([127, 0, 0, 4]);
         let wrong = basic("alice:wrong");
-        assert_eq!(auth.check(Some(&wrong), client).await, None);
-        assert_eq!(auth.check(Some(&wrong), client).await, None);
+        assert_eq!(auth.check(Some(&wrong), client).await, Verdict::Refused);
+        assert_eq!(auth.check(Some(&wrong), client).await, Verdict::Refused);
         // A third guess waits 200 ms before its hash runs: a timer of 50 ms, set first,
         // always fires before the end of that delay, however slow the machine.
         let check = auth.check(Some(&wrong), client);
@@ -522,7 +626,7 @@ mod tests {
         let poll = tokio::time::timeout(Duration::from_millis(50), &mut check).await;
         assert!(poll.is_err(), "still in its delay");
         assert_eq!(lock(&probe.hashes).len(), 2, "not hashed during the delay");
-        assert_eq!(check.await, None);
+        assert_eq!(check.await, Verdict::Refused);
         assert_eq!(lock(&probe.hashes).len(), 3);
     }
 }

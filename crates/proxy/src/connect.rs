@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::access_log::Record;
+use crate::auth::Verdict;
 use crate::bump::{self, BumpTarget, Route};
 use crate::client_hello_reader::{read_client_hello, HelloRead};
 use crate::context::Proxy;
@@ -68,8 +69,11 @@ async fn run(
             .check(head.header("proxy-authorization"), peer.ip())
             .await
         {
-            Some(user) => record.user = Some(user),
-            None => {
+            Verdict::User(user, groups) => {
+                record.user = Some(user);
+                record.groups = groups;
+            }
+            Verdict::Refused => {
                 record.action = Some("refused");
                 record.status = Some(407);
                 record.error = Some("auth_required".into());
@@ -77,6 +81,10 @@ async fn run(
                 let why = "proxy authentication required";
                 let response = error_response_with(407, why, &[("Proxy-Authenticate", &challenge)]);
                 return send_bytes(&mut client, &response).await;
+            }
+            Verdict::Unavailable => {
+                let why = "the directory that checks proxy credentials cannot be reached";
+                return refuse(record, &mut client, 503, why, "auth_unavailable").await;
             }
         }
     }
@@ -98,6 +106,7 @@ async fn run(
     let mut connect_facts = SslFacts {
         client: peer.ip(),
         user: record.user.as_deref(),
+        groups: &record.groups,
         user_agent,
         dest_name: connect_name,
         dest_ip: connect_ip,

@@ -37,6 +37,8 @@ pub enum ProxyError {
     UntrustedCa(String),
     #[error("setting up TLS session resumption: {0}")]
     Tls(String),
+    #[error("auth.ldap_ca: {0}")]
+    LdapCa(String),
 }
 
 /// What outlives a configuration generation: one per process.
@@ -207,7 +209,8 @@ impl Proxy {
                     (parent.name.clone(), client)
                 })
                 .collect(),
-            auth: Authenticator::new(&config.settings.auth),
+            auth: Authenticator::new(&config.settings.auth)
+                .map_err(|e| ProxyError::LdapCa(e.to_string()))?,
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size)
                 .with_total(config.settings.anti_virus.max_spool_total),

@@ -89,6 +89,7 @@ pub fn http_record<B>(template: &Record, request: &Request<B>, url: String) -> R
     record.client = template.client;
     record.client_port = template.client_port;
     record.user = template.user.clone();
+    record.groups = template.groups.clone();
     record.host = template.host.clone();
     record.sni = template.sni.clone();
     record.dest_ip = template.dest_ip;

@@ -31,6 +31,8 @@ use crate::forward::{boxed, BoxError, ProxyBody};
 pub struct RequestInfo {
     pub client: IpAddr,
     pub user: Option<String>,
+    /// The DNs of the user's directory groups.
+    pub groups: Vec<String>,
     pub user_agent: Option<String>,
     /// The host without port or brackets.
     pub host: Option<String>,
@@ -54,6 +56,7 @@ impl RequestInfo {
         RequestInfo {
             client,
             user,
+            groups: Vec::new(),
             user_agent: header(request.headers(), USER_AGENT.as_str()),
             host,
             dest_ip,
@@ -63,10 +66,17 @@ impl RequestInfo {
         }
     }
 
+    /// With the user's directory groups.
+    pub fn with_groups(mut self, groups: Vec<String>) -> Self {
+        self.groups = groups;
+        self
+    }
+
     pub(crate) fn facts<'a>(&'a self, content_type: Option<&'a str>) -> HttpFacts<'a> {
         HttpFacts {
             client: self.client,
             user: self.user.as_deref(),
+            groups: &self.groups,
             user_agent: self.user_agent.as_deref(),
             host: self.host.as_deref(),
             dest_ip: self.dest_ip,

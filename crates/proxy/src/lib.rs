@@ -26,6 +26,7 @@ mod graceful;
 pub mod head;
 mod hop_by_hop;
 mod inspection;
+pub mod ldap;
 mod local_addrs;
 mod metrics;
 mod pipe;

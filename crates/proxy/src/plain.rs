@@ -14,6 +14,7 @@ use sluice_policy::{decide_host, Authority, HostDecision, HostFacts, UpstreamPro
 use tokio::net::TcpStream;
 
 use crate::access_log::{Record, Recorder};
+use crate::auth::Verdict;
 use crate::context::Proxy;
 use crate::exchange::{exchange, Upstream};
 use crate::forward::{self, ProxyBody};
@@ -75,8 +76,11 @@ async fn forward_plain(
             .get(PROXY_AUTHORIZATION)
             .map(|v| v.as_bytes());
         match auth.check(credentials, client).await {
-            Some(user) => record.user = Some(user),
-            None => {
+            Verdict::User(user, groups) => {
+                record.user = Some(user);
+                record.groups = groups;
+            }
+            Verdict::Refused => {
                 let mut response = forward::refuse(
                     log,
                     record,
@@ -87,6 +91,11 @@ async fn forward_plain(
                     response.headers_mut().insert(PROXY_AUTHENTICATE, challenge);
                 }
                 return response;
+            }
+            Verdict::Unavailable => {
+                let why = "the directory that checks proxy credentials cannot be reached";
+                let status = StatusCode::SERVICE_UNAVAILABLE;
+                return forward::refuse_with(log, record, status, "auth_unavailable", why);
             }
         }
     }
@@ -121,7 +130,8 @@ async fn forward_plain(
         literal,
         authority.port,
         url.clone(),
-    );
+    )
+    .with_groups(record.groups.clone());
     let via = proxy.config.policy.via_http(&info.facts(None));
     record.via = Some(via.as_str().to_string());
     if let Some(parent) = proxy.config.settings.parent(&via) {
@@ -145,7 +155,8 @@ async fn forward_plain(
         Some(addr.ip()),
         authority.port,
         url,
-    );
+    )
+    .with_groups(record.groups.clone());
     let upstream = Upstream::Plain {
         client: &proxy.plain,
         addr,

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use sluice_policy::{normalize_domain, SslFacts};
 use sluice_proxy::bypass::read_state;
+use sluice_proxy::ldap::Directory;
 
 use crate::cli::ExplainArgs;
 use crate::config_file;
@@ -19,9 +20,17 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     let host = args.host.trim_start_matches('[').trim_end_matches(']');
     let dest_ip: Option<IpAddr> = host.parse().ok();
+    let groups = match (&args.user, &config.settings.auth.ldap) {
+        (Some(user), Some(ldap)) => directory_groups(ldap, user),
+        _ => Vec::new(),
+    };
+    if let Some(user) = &args.user {
+        println!("user {user}, groups: [{}]", groups.join("; "));
+    }
     let facts = SslFacts {
         client: args.client,
         user: args.user.as_deref(),
+        groups: &groups,
         user_agent: None,
         dest_name: dest_ip.is_none().then_some(host),
         dest_ip,
@@ -47,4 +56,21 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         .explain_learned(&facts, args.sni.as_deref(), learned);
     println!("{explanation}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `user`'s groups in the directory (SPEC §10); none, said on stderr, when the lookup
+/// fails (the rules are then explained without groups).
+fn directory_groups(ldap: &sluice_policy::LdapSettings, user: &str) -> Vec<String> {
+    let lookup = || -> Result<Vec<String>, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let directory = Directory::new(ldap).map_err(|e| e.to_string())?;
+        runtime.block_on(directory.groups_of(user))
+    };
+    lookup().unwrap_or_else(|e| {
+        eprintln!("sluice: cannot look up the groups of {user}: {e}");
+        Vec::new()
+    })
 }

@@ -109,7 +109,8 @@ impl BumpedHttp {
             self.dest_ip,
             self.port,
             url,
-        );
+        )
+        .with_groups(self.template.groups.clone());
         let upstream = Upstream::Bumped {
             link,
             authority: &authority,

@@ -1,0 +1,427 @@
+//! LDAP for Basic credentials (SPEC §10) against a real OpenLDAP `slapd`, started by the
+//! test on loopback with a temporary directory: search as the service account, bind as
+//! the found entry, RFC 4515 escaping, empty passwords, the cache while the directory is
+//! down, and 503 `auth_unavailable` for anyone not cached.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::certs::{Leaf, TestPki};
+use support::origin::HELLO;
+use support::sluice::SluiceConfig;
+use support::{curl, Origin, OriginOptions, Sluice};
+
+const SUFFIX: &str = "dc=corp,dc=example";
+
+/// The test directory: alice (in Finance, itself in the nested all-staff) and bob (a
+/// uniqueMember of contractors); the service account is the root DN.
+const DIRECTORY: &str = "\
+dn: dc=corp,dc=example
+objectClass: dcObject
+objectClass: organization
+o: Corp
+dc: corp
+
+dn: ou=people,dc=corp,dc=example
+objectClass: organizationalUnit
+ou: people
+
+dn: uid=alice,ou=people,dc=corp,dc=example
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: Liddell
+userPassword: wonderland
+
+dn: uid=bob,ou=people,dc=corp,dc=example
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob
+sn: Builder
+userPassword: canwefixit
+
+dn: ou=groups,dc=corp,dc=example
+objectClass: organizationalUnit
+ou: groups
+
+dn: cn=Finance,ou=groups,dc=corp,dc=example
+objectClass: groupOfNames
+cn: Finance
+member: uid=alice,ou=people,dc=corp,dc=example
+
+dn: cn=contractors,ou=groups,dc=corp,dc=example
+objectClass: groupOfUniqueNames
+cn: contractors
+uniqueMember: uid=bob,ou=people,dc=corp,dc=example
+
+dn: cn=all-staff,ou=groups,dc=corp,dc=example
+objectClass: groupOfNames
+cn: all-staff
+member: cn=Finance,ou=groups,dc=corp,dc=example
+";
+
+/// `slapd` on a loopback port (`ldap://`, StartTLS when it has a certificate) and, with a
+/// certificate, another (`ldaps://`); killed by PID when dropped.
+struct Slapd {
+    child: Child,
+    port: u16,
+    tls_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Slapd {
+    fn start() -> Slapd {
+        Slapd::start_with(None)
+    }
+
+    /// With `leaf` (a certificate for localhost): StartTLS and ldaps too.
+    fn start_with(leaf: Option<&Leaf>) -> Slapd {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        std::fs::create_dir(path.join("db")).unwrap();
+        let mut tls = String::new();
+        if let Some(leaf) = leaf {
+            std::fs::write(path.join("cert.pem"), &leaf.cert_pem).unwrap();
+            std::fs::write(path.join("key.pem"), &leaf.key_pem).unwrap();
+            tls = format!(
+                "TLSCertificateFile {dir}/cert.pem\nTLSCertificateKeyFile {dir}/key.pem\n",
+                dir = path.display()
+            );
+        }
+        let conf = format!(
+            "{tls}\
+             include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             pidfile {dir}/slapd.pid\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             database mdb\n\
+             suffix \"{SUFFIX}\"\n\
+             rootdn \"cn=admin,{SUFFIX}\"\n\
+             rootpw service-secret\n\
+             directory {dir}/db\n",
+            dir = path.display()
+        );
+        std::fs::write(path.join("slapd.conf"), conf).unwrap();
+        std::fs::write(path.join("directory.ldif"), DIRECTORY).unwrap();
+        let added = Command::new("slapadd")
+            .args(["-f", "slapd.conf", "-l", "directory.ldif"])
+            .current_dir(path)
+            .output()
+            .expect("slapadd (Debian package slapd)");
+        assert!(added.status.success(), "{added:?}");
+        let (port, tls_port) = (free_port(), free_port());
+        let mut urls = format!("ldap://127.0.0.1:{port}/");
+        if leaf.is_some() {
+            urls += &format!(" ldaps://127.0.0.1:{tls_port}/");
+        }
+        let child = Command::new("slapd")
+            .args(["-f", "slapd.conf", "-d", "0", "-h", &urls])
+            .current_dir(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slapd");
+        let slapd = Slapd {
+            child,
+            port,
+            tls_port,
+            _dir: dir,
+        };
+        slapd.wait_ready();
+        slapd
+    }
+
+    /// Until an anonymous search of the root answers (at most 10 s).
+    fn wait_ready(&self) {
+        for _ in 0..100 {
+            let search = Command::new("ldapsearch")
+                .args(["-x", "-H", &self.url(), "-b", SUFFIX, "-s", "base", "1.1"])
+                .output()
+                .expect("ldapsearch (Debian package ldap-utils)");
+            if search.status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("slapd did not start on port {}", self.port);
+    }
+
+    fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// sluice checking Basic credentials against `slapd` with the service account.
+fn start(pki: &TestPki, slapd: &Slapd) -> Sluice {
+    start_at(pki, &slapd.url(), "")
+}
+
+/// sluice checking Basic credentials at `url`, with `more` `[auth]` keys (and then, if
+/// wanted, other sections).
+fn start_at(pki: &TestPki, url: &str, more: &str) -> Sluice {
+    start_for(pki, url, more, &[443])
+}
+
+/// [`start_at`], allowing CONNECT to `ports`.
+fn start_for(pki: &TestPki, url: &str, more: &str, ports: &[u16]) -> Sluice {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ldap-password"), "service-secret\n").unwrap();
+    pki.write_root(&dir.path().join("directory-ca.pem"));
+    let rest = format!(
+        "[auth]\n\
+         ldap_url = \"{url}\"\n\
+         ldap_bind_dn = \"cn=admin,{SUFFIX}\"\n\
+         ldap_bind_password_file = \"ldap-password\"\n\
+         ldap_user_base = \"ou=people,{SUFFIX}\"\n\
+         ldap_user_filter = \"(uid={{user}})\"\n{more}"
+    );
+    let text = Sluice::config_text(&SluiceConfig {
+        rest: &rest,
+        connect_ports: ports,
+        ..Default::default()
+    });
+    Sluice::start_in(pki, dir, &text)
+}
+
+fn fetch_as(sluice: &Sluice, origin: &Origin, credentials: &str) -> support::CurlOutput {
+    let url = format!("http://127.0.0.1:{}/hello", origin.port());
+    curl(&["-x", &sluice.proxy_url(), "--proxy-user", credentials, &url])
+}
+
+#[test]
+fn a_directory_user_is_let_through_and_wrong_empty_or_injected_credentials_are_not() {
+    let pki = TestPki::new();
+    let slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let sluice = start(&pki, &slapd);
+
+    let out = fetch_as(&sluice, &origin, "alice:wonderland");
+    assert_eq!(out.status, 200, "{}", out.headers);
+    assert_eq!(out.body_text(), HELLO);
+    let record = sluice.wait_record("of alice", |r| r["status"] == 200);
+    assert_eq!(record["user"], "alice");
+
+    // A wrong password, an empty one (an anonymous bind would succeed), an unknown user,
+    // and a name that would match every entry if it were not escaped.
+    for credentials in [
+        "alice:looking-glass",
+        "alice:",
+        "carol:wonderland",
+        "*)(uid=*:wonderland",
+        "*:canwefixit",
+    ] {
+        let out = fetch_as(&sluice, &origin, credentials);
+        assert_eq!(out.status, 407, "{credentials}: {}", out.headers);
+        let headers = out.headers.to_ascii_lowercase();
+        assert!(headers.contains("proxy-authenticate: basic"), "{headers}");
+    }
+}
+
+#[test]
+fn with_the_directory_down_cached_users_are_served_and_others_get_503() {
+    let pki = TestPki::new();
+    let mut slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let sluice = start(&pki, &slapd);
+    assert_eq!(fetch_as(&sluice, &origin, "alice:wonderland").status, 200);
+
+    slapd.stop();
+    let out = fetch_as(&sluice, &origin, "alice:wonderland");
+    assert_eq!(out.status, 200, "cached: {}", out.headers);
+    let out = fetch_as(&sluice, &origin, "alice:looking-glass");
+    assert_eq!(
+        out.status, 407,
+        "cached user, wrong password: {}",
+        out.headers
+    );
+    let out = fetch_as(&sluice, &origin, "bob:canwefixit");
+    assert_eq!(out.status, 503, "not cached: {}", out.headers);
+    let record = sluice.wait_record("bob's 503", |r| r["status"] == 503);
+    assert_eq!(record["error"], "auth_unavailable");
+}
+
+/// ldaps and StartTLS verify the directory's certificate against `auth.ldap_ca`; without
+/// it (a certificate the system roots do not know) the directory is unavailable: 503.
+#[test]
+fn ldaps_and_starttls_verify_the_directory_with_ldap_ca() {
+    let pki = TestPki::new();
+    let leaf = pki.with_names(&["localhost"]);
+    let slapd = Slapd::start_with(Some(&leaf));
+    let origin = Origin::start(OriginOptions::default());
+    let ldaps = format!("ldaps://localhost:{}", slapd.tls_port);
+    let plain = format!("ldap://localhost:{}", slapd.port);
+    let ca = "ldap_ca = \"directory-ca.pem\"\n";
+    for (url, more) in [
+        (&ldaps, ca.to_string()),
+        (&plain, format!("{ca}ldap_starttls = true\n")),
+    ] {
+        let sluice = start_at(&pki, url, &more);
+        let out = fetch_as(&sluice, &origin, "alice:wonderland");
+        assert_eq!(out.status, 200, "{url} {more}: {}", out.headers);
+        let out = fetch_as(&sluice, &origin, "alice:looking-glass");
+        assert_eq!(out.status, 407, "{url} {more}: {}", out.headers);
+    }
+    for (url, more) in [(&ldaps, ""), (&plain, "ldap_starttls = true\n")] {
+        let sluice = start_at(&pki, url, more);
+        let out = fetch_as(&sluice, &origin, "alice:wonderland");
+        assert_eq!(
+            out.status, 503,
+            "{url} {more} without ldap_ca: {}",
+            out.headers
+        );
+        let record = sluice.wait_record("the 503", |r| r["status"] == 503);
+        assert_eq!(record["error"], "auth_unavailable");
+    }
+}
+
+/// A "directory" on loopback that answers every connection with `answer` (or, when
+/// `None`, with nothing at all: a tarpit), until the test ends.
+fn fake_directory(answer: Option<&'static [u8]>) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Bounded: sluice makes a handful of connections per check.
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { return };
+            if let Some(answer) = answer {
+                let _ = stream.write_all(answer);
+            }
+            held.push(stream);
+        }
+    });
+    (port, thread)
+}
+
+/// A peer that answers garbage, or never answers (each operation has a timeout), is a
+/// directory that cannot be asked: 503 `auth_unavailable`, never an allow.
+#[test]
+fn a_garbage_answering_or_silent_directory_gives_503_not_an_allow() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions::default());
+    for answer in [Some(&b"HTTP/1.1 200 OK\r\n\r\nnot LDAP at all"[..]), None] {
+        let (port, _thread) = fake_directory(answer);
+        let sluice = start_at(&pki, &format!("ldap://127.0.0.1:{port}"), "");
+        let out = fetch_as(&sluice, &origin, "alice:wonderland");
+        assert_eq!(out.status, 503, "{answer:?}: {}", out.headers);
+        let record = sluice.wait_record("the 503", |r| r["status"] == 503);
+        assert_eq!(record["error"], "auth_unavailable");
+        assert!(record["user"].is_null(), "{record}");
+    }
+}
+
+/// SPEC §10: rules by group, end to end. Finance (alice, a `member`) may tunnel; the
+/// contractors (bob, a `uniqueMember`, named by full DN in another case) are blocked;
+/// everyone else is bumped. OpenLDAP has no LDAP_MATCHING_RULE_IN_CHAIN: the nested
+/// all-staff group (whose rule, first, would terminate) is not alice's.
+#[test]
+fn groups_from_the_directory_decide_tunnel_vs_bump_and_block_vs_allow() {
+    let pki = TestPki::new();
+    let slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let rules = format!(
+        "ldap_group_base = \"ou=groups,{SUFFIX}\"\n\n\
+         [[ssl_rules]]\nname = \"staff\"\ngroups = [\"all-staff\"]\naction = \"terminate\"\n\n\
+         [[ssl_rules]]\nname = \"finance-tunnels\"\ngroups = [\"finance\"]\naction = \"tunnel\"\n\n\
+         [[http_rules]]\nname = \"no-contractors\"\n\
+         groups = [\"CN=Contractors,OU=Groups,DC=corp,DC=example\"]\naction = \"block\"\n"
+    );
+    let sluice = start_for(&pki, &slapd.url(), &rules, &[origin.port()]);
+
+    let out = fetch_as(&sluice, &origin, "alice:wonderland");
+    assert_eq!(out.status, 200, "{}", out.headers);
+    let out = fetch_as(&sluice, &origin, "bob:canwefixit");
+    assert_eq!(out.status, 403, "bob is a contractor: {}", out.headers);
+    let record = sluice.wait_record("bob's block", |r| r["status"] == 403);
+    assert_eq!(record["rule"], "no-contractors");
+    assert_eq!(record["user"], "bob");
+
+    // CONNECT: alice's tunnel carries plain HTTP through untouched; bob is bumped.
+    let url = format!("http://127.0.0.1:{}/hello", origin.port());
+    let proxy = sluice.proxy_url();
+    let out = curl(&["-p", "-x", &proxy, "--proxy-user", "alice:wonderland", &url]);
+    assert_eq!(out.body_text(), HELLO, "alice tunnels");
+    let tunnel = sluice.wait_record("alice's CONNECT", |r| {
+        r["kind"] == "connect" && r["user"] == "alice"
+    });
+    assert_eq!(tunnel["action"], "tunnel", "{tunnel}");
+    assert_eq!(tunnel["rule"], "finance-tunnels", "{tunnel}");
+    let _ = curl(&["-p", "-x", &proxy, "--proxy-user", "bob:canwefixit", &url]);
+    let bumped = sluice.wait_record("bob's CONNECT", |r| {
+        r["kind"] == "connect" && r["user"] == "bob"
+    });
+    // Bumped: sluice waited for a ClientHello, and plain HTTP is not one.
+    assert_eq!(bumped["error"], "not_tls", "{bumped}");
+    assert_eq!(bumped["stage"], "client_hello", "{bumped}");
+
+    // /explain?user=U shows U's groups and the rule they make decide.
+    let admin = sluice.admin.expect("admin endpoint");
+    let explain = |user: &str| -> serde_json::Value {
+        let url = format!("http://{admin}/explain?host=bank.example&user={user}");
+        serde_json::from_slice(&curl(&[&url]).body).unwrap()
+    };
+    let alice = explain("alice");
+    assert_eq!(
+        alice["groups"],
+        serde_json::json!([format!("cn=Finance,ou=groups,{SUFFIX}")]),
+        "{alice}"
+    );
+    assert_eq!(alice["rule"], "finance-tunnels", "{alice}");
+    let bob = explain("bob");
+    assert_eq!(
+        bob["groups"],
+        serde_json::json!([format!("cn=contractors,ou=groups,{SUFFIX}")]),
+        "{bob}"
+    );
+    assert_eq!(bob["rule"], "default", "{bob}");
+    let nobody = explain("*");
+    assert!(nobody["groups_error"].is_string(), "{nobody}");
+
+    // `sluice explain --user U` looks U's groups up in the directory itself.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "explain",
+            "-c",
+            "sluice.toml",
+            "--host",
+            "bank.example",
+            "--user",
+            "alice",
+        ])
+        .current_dir(sluice.dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains(&format!("groups: [cn=Finance,ou=groups,{SUFFIX}]")),
+        "{text}"
+    );
+    assert!(text.contains("finance-tunnels"), "{text}");
+}
