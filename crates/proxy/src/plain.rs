@@ -195,7 +195,10 @@ async fn forward_transparent(
     record.url = Some(url.clone());
     record.host = Some(authority.host.clone());
     record.port = Some(authority.port);
-    if let Err(e) = proxy.dialer.check_literal(&dest.ip().to_string(), dest.port()) {
+    if let Err(e) = proxy
+        .dialer
+        .check_literal(&dest.ip().to_string(), dest.port())
+    {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
         return forward::refuse_with(log, record, status, e.kind(), &e.to_string());
     }
