@@ -224,7 +224,6 @@ impl Drop for Net {
 /// client's traffic to them.
 struct Setup {
     net: Net,
-    pki: TestPki,
     tls_origin: Origin,
     plain_origin: Origin,
     sluice: Sluice,
@@ -262,7 +261,6 @@ fn setup(rules: &str) -> Option<Setup> {
     net.redirect_to(port);
     Some(Setup {
         net,
-        pki,
         tls_origin,
         plain_origin,
         sluice,
@@ -463,4 +461,31 @@ fn explicit_connections_are_logged_as_explicit() {
         .sluice
         .wait_record("bumped request", |r| r["kind"] == "http");
     assert_eq!(http["mode"], "explicit");
+}
+
+#[test]
+fn redirected_bytes_that_are_neither_tls_nor_http_meet_on_non_tls() {
+    let Some(s) = setup(RULES) else { return };
+    // An SSH greeting to port 443: not a ClientHello, not a request line.
+    let script = format!(
+        "exec 3<>/dev/tcp/{}/443; printf 'SSH-2.0-OpenSSH_9.2\\r\\n' >&3; timeout 10 cat <&3",
+        s.net.origin
+    );
+    let out = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &s.net.client_ns,
+        "bash",
+        "-c",
+        &script,
+    ]);
+    assert!(out.stdout.is_empty(), "closed without an answer");
+    let record = s.sluice.wait_record("non-TLS", |r| r["error"] == "not_tls");
+    assert_eq!(record["mode"], "transparent");
+    assert_eq!(record["action"], "terminate");
+    assert_eq!(record["host"], s.net.origin.to_string());
+    // Nothing reached the origin beyond the TCP connect (dialled before the first
+    // decision, as for a CONNECT): no TLS handshake.
+    assert_eq!(s.tls_origin.seen.handshakes.load(Ordering::SeqCst), 0);
 }
