@@ -8,7 +8,7 @@ mod support;
 
 use std::fs::File;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -64,6 +64,9 @@ struct Net {
     gateway: Ipv4Addr,
     /// The origin namespace's address.
     origin: Ipv4Addr,
+    /// The same two on IPv6.
+    gateway6: Ipv6Addr,
+    origin6: Ipv6Addr,
 }
 
 impl Net {
@@ -79,14 +82,17 @@ impl Net {
             table: format!("sluice_t{tag}"),
             gateway: Ipv4Addr::new(10, 231, third, 1),
             origin: Ipv4Addr::new(10, 232, third, 2),
+            gateway6: Ipv6Addr::new(0xfd53, 231, third.into(), 0, 0, 0, 0, 1),
+            origin6: Ipv6Addr::new(0xfd53, 232, third.into(), 0, 0, 0, 0, 2),
         };
         net.link(&net.client_ns, &format!("stc{tag}"), 231, third);
         net.link(&net.origin_ns, &format!("sto{tag}"), 232, third);
         net
     }
 
-    /// Make `ns` with a veth pair to the host: 10.SECOND.THIRD.1 on the host end,
-    /// .2 inside, the host as the default route.
+    /// Make `ns` with a veth pair to the host: 10.SECOND.THIRD.1 and
+    /// fd53:SECOND:THIRD::1 on the host end, .2 and ::2 inside, the host as the default
+    /// route.
     fn link(&self, ns: &str, host_end: &str, second: u8, third: u8) {
         let inner = format!("{host_end}i");
         must(&["ip", "netns", "add", ns]);
@@ -102,6 +108,8 @@ impl Net {
             "dev",
             host_end,
         ]);
+        let host6 = format!("fd53:{second:x}:{third:x}::1/64");
+        must(&["ip", "-6", "addr", "add", &host6, "dev", host_end, "nodad"]);
         must(&["ip", "link", "set", host_end, "up"]);
         let inside = |args: &[&str]| {
             let mut all = vec!["ip", "netns", "exec", ns];
@@ -116,18 +124,24 @@ impl Net {
             "dev",
             &inner,
         ]);
+        let inner6 = format!("fd53:{second:x}:{third:x}::2/64");
+        inside(&["ip", "-6", "addr", "add", &inner6, "dev", &inner, "nodad"]);
         inside(&["ip", "link", "set", &inner, "up"]);
         inside(&["ip", "link", "set", "lo", "up"]);
         let gateway = format!("10.{second}.{third}.1");
         inside(&["ip", "route", "add", "default", "via", &gateway]);
+        let gateway6 = format!("fd53:{second:x}:{third:x}::1");
+        inside(&["ip", "-6", "route", "add", "default", "via", &gateway6]);
     }
 
-    /// Redirect the client's TCP to ports 80 and 443 to `port` on the host.
-    fn redirect_to(&self, port: u16) {
+    /// Redirect the client's TCP to ports 80 and 443 to `port4` (IPv4) and `port6`
+    /// (IPv6) on the host.
+    fn redirect_to(&self, port4: u16, port6: u16) {
         let host_end = self.client_ns.replace("sluice-tc", "stc");
         let rules = format!(
-            "table ip {t} {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  \
-             iifname \"{host_end}\" tcp dport {{ 80, 443 }} redirect to :{port}\n }}\n}}\n",
+            "table inet {t} {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  \
+             meta nfproto ipv4 iifname \"{host_end}\" tcp dport {{ 80, 443 }} redirect to :{port4}\n  \
+             meta nfproto ipv6 iifname \"{host_end}\" tcp dport {{ 80, 443 }} redirect to :{port6}\n }}\n}}\n",
             t = self.table
         );
         let mut nft = Command::new("nft")
@@ -149,10 +163,10 @@ impl Net {
         );
     }
 
-    /// Start an origin listening on `port` of the origin namespace.
-    fn origin(&self, port: u16, options: OriginOptions) -> Origin {
+    /// Start an origin listening on `ip`:`port` in the origin namespace.
+    fn origin(&self, ip: IpAddr, port: u16, options: OriginOptions) -> Origin {
         let ns = format!("/var/run/netns/{}", self.origin_ns);
-        let addr = SocketAddr::from((self.origin, port)).to_string();
+        let addr = SocketAddr::new(ip, port).to_string();
         // The listening socket belongs to the namespace of the thread that makes it.
         std::thread::spawn(move || {
             let file = File::open(ns).unwrap();
@@ -167,16 +181,24 @@ impl Net {
     fn hosts(&self) -> String {
         [TUNNEL, BUMP, TERMINATE, PLAIN]
             .iter()
-            .map(|name| format!("{} {name}\n", self.origin))
+            .map(|name| format!("{} {name}\n{} {name}\n", self.origin, self.origin6))
             .collect()
     }
 
     /// curl in the client namespace, with no proxy settings, for `url`; a name in it
-    /// resolves to the origin namespace's address.
+    /// resolves to the origin namespace's IPv4 address.
     fn curl(&self, ca: &str, url: &str, extra: &[&str]) -> Output {
+        self.curl_to(IpAddr::V4(self.origin), ca, url, extra)
+    }
+
+    /// [`curl`](Self::curl) with the name resolving to `ip`.
+    fn curl_to(&self, ip: IpAddr, ca: &str, url: &str, extra: &[&str]) -> Output {
         let name = url.split('/').nth(2).unwrap();
         let port = if url.starts_with("https:") { 443 } else { 80 };
-        let resolve = format!("{name}:{port}:{}", self.origin);
+        let resolve = match ip {
+            IpAddr::V4(v4) => format!("{name}:{port}:{v4}"),
+            IpAddr::V6(v6) => format!("{name}:{port}:[{v6}]"),
+        };
         let mut args = vec![
             "ip",
             "netns",
@@ -214,18 +236,20 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         // Deleting a namespace deletes its veth ends, and with them their peers.
-        let _ = run(&["nft", "delete", "table", "ip", &self.table]);
+        let _ = run(&["nft", "delete", "table", "inet", &self.table]);
         let _ = run(&["ip", "netns", "delete", &self.client_ns]);
         let _ = run(&["ip", "netns", "delete", &self.origin_ns]);
     }
 }
 
-/// The network, origins on 443 (TLS) and 80 (plain), and sluice intercepting the
-/// client's traffic to them.
+/// The network, origins on 443 (TLS) and 80 (plain) of both addresses, and sluice
+/// intercepting the client's traffic to them.
 struct Setup {
     net: Net,
     tls_origin: Origin,
     plain_origin: Origin,
+    tls_origin6: Origin,
+    plain_origin6: Origin,
     sluice: Sluice,
 }
 
@@ -236,16 +260,20 @@ fn setup(rules: &str) -> Option<Setup> {
     }
     let net = Net::new();
     let pki = TestPki::new();
-    let leaf = pki.with_names(&[TUNNEL, BUMP, TERMINATE, PLAIN, "tunnel.test", "bump.test"]);
-    let tls_origin = net.origin(
-        443,
-        OriginOptions {
-            tls: Some(leaf),
-            ..Default::default()
-        },
+    let names = [TUNNEL, BUMP, TERMINATE, PLAIN, "tunnel.test", "bump.test"];
+    let tls = || OriginOptions {
+        tls: Some(pki.with_names(&names)),
+        ..Default::default()
+    };
+    let (v4, v6) = (IpAddr::V4(net.origin), IpAddr::V6(net.origin6));
+    let tls_origin = net.origin(v4, 443, tls());
+    let plain_origin = net.origin(v4, 80, OriginOptions::default());
+    let tls_origin6 = net.origin(v6, 443, tls());
+    let plain_origin6 = net.origin(v6, 80, OriginOptions::default());
+    let proxy = format!(
+        "transparent_listen = [\"{}:0\", \"[{}]:0\"]\n",
+        net.gateway, net.gateway6
     );
-    let plain_origin = net.origin(80, OriginOptions::default());
-    let proxy = format!("transparent_listen = [\"{}:0\"]\n", net.gateway);
     let hosts = net.hosts();
     let sluice = Sluice::start(
         &pki,
@@ -257,24 +285,28 @@ fn setup(rules: &str) -> Option<Setup> {
             ..Default::default()
         },
     );
-    let port = transparent_port(&sluice);
-    net.redirect_to(port);
+    let ports = transparent_ports(&sluice);
+    net.redirect_to(ports[0], ports[1]);
     Some(Setup {
         net,
         tls_origin,
         plain_origin,
+        tls_origin6,
+        plain_origin6,
         sluice,
     })
 }
 
-/// The port sluice's transparent listener got (it was asked for port 0).
-fn transparent_port(sluice: &Sluice) -> u16 {
+/// The ports sluice's transparent listeners got (asked for port 0), in configured order.
+fn transparent_ports(sluice: &Sluice) -> Vec<u16> {
     let stderr = sluice.stderr();
-    let line = stderr
+    let ports: Vec<u16> = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("sluice: transparent interception on "))
-        .unwrap_or_else(|| panic!("no transparent listener announced:\n{stderr}"));
-    line.trim().parse::<SocketAddr>().unwrap().port()
+        .filter_map(|l| l.strip_prefix("sluice: transparent interception on "))
+        .map(|addr| addr.trim().parse::<SocketAddr>().unwrap().port())
+        .collect();
+    assert_eq!(ports.len(), 2, "transparent listeners announced:\n{stderr}");
+    ports
 }
 
 impl Setup {
@@ -431,7 +463,7 @@ fn a_lying_host_header_does_not_move_the_request() {
 #[test]
 fn a_connection_to_the_transparent_listener_itself_is_closed_as_a_loop() {
     let Some(s) = setup("") else { return };
-    let port = transparent_port(&s.sluice);
+    let port = transparent_ports(&s.sluice)[0];
     let url = format!("http://{}:{port}/hello", s.net.gateway);
     let out = s.net.curl(&s.sluice_ca(), &url, &[]);
     let answer = String::from_utf8_lossy(&out.stdout);
@@ -488,4 +520,31 @@ fn redirected_bytes_that_are_neither_tls_nor_http_meet_on_non_tls() {
     // Nothing reached the origin beyond the TCP connect (dialled before the first
     // decision, as for a CONNECT): no TLS handshake.
     assert_eq!(s.tls_origin.seen.handshakes.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn redirected_ipv6_is_tunnelled_and_plain_http_inspected_via_ip6t_so_original_dst() {
+    let Some(s) = setup(RULES) else { return };
+    let v6 = IpAddr::V6(s.net.origin6);
+    let url = format!("https://{TUNNEL}/hello");
+    let out = s.net.curl_to(v6, &s.root_ca(), &url, &["-6"]);
+    assert_eq!(body(&out), HELLO);
+    let record = s.connect_record(TUNNEL);
+    assert_eq!(record["mode"], "transparent");
+    assert_eq!(record["action"], "tunnel");
+    assert_eq!(record["host"], s.net.origin6.to_string());
+    assert_eq!(record["dest_ip"], s.net.origin6.to_string());
+    assert_eq!(s.tls_origin6.seen.handshakes.load(Ordering::SeqCst), 1);
+    assert_eq!(s.tls_origin.seen.handshakes.load(Ordering::SeqCst), 0);
+
+    let url = format!("http://{PLAIN}/hello");
+    let out = s.net.curl_to(v6, &s.sluice_ca(), &url, &["-6"]);
+    assert_eq!(body(&out), HELLO);
+    let record = s
+        .sluice
+        .wait_record("plain request", |r| r["kind"] == "http");
+    assert_eq!(record["mode"], "transparent");
+    assert_eq!(record["dest_ip"], s.net.origin6.to_string());
+    assert_eq!(s.plain_origin6.requests().len(), 1);
+    assert_eq!(s.plain_origin.requests().len(), 0);
 }
