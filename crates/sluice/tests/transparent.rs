@@ -1,8 +1,9 @@
 //! Transparent interception (SPEC §11), end to end in network namespaces the test
 //! creates and removes: a client namespace whose traffic to ports 80 and 443 of an
-//! origin namespace is redirected (nftables `REDIRECT`, in the host namespace the two
-//! are routed through) to sluice's `proxy.transparent_listen` socket. curl runs in the
-//! client namespace with no proxy settings. Needs root (skipped with a reason without).
+//! origin namespace is sent (nftables `REDIRECT`, or `TPROXY`, in the router namespace
+//! between the two, where sluice runs) to sluice's `proxy.transparent_listen` sockets.
+//! curl runs in the client namespace with no proxy settings. Nothing is changed in the
+//! host's own namespace. Needs root (skipped with a reason without).
 
 mod support;
 
@@ -54,11 +55,19 @@ fn must(args: &[&str]) {
     );
 }
 
-/// Two namespaces, each joined to the host namespace by a veth pair, and an nftables
-/// table of the test's own in the host namespace; all removed on drop.
+/// How the kernel hands connections to sluice.
+#[derive(Clone, Copy, PartialEq)]
+enum Mechanism {
+    Redirect,
+    Tproxy,
+}
+
+/// Three namespaces: a client and an origin, each joined by a veth pair to a router,
+/// where sluice runs and the nftables rules live; all removed on drop.
 struct Net {
     client_ns: String,
     origin_ns: String,
+    router_ns: String,
     table: String,
     /// The host end of the client's link: where `REDIRECT` delivers.
     gateway: Ipv4Addr,
@@ -79,20 +88,30 @@ impl Net {
         let net = Net {
             client_ns: format!("sluice-tc{tag}"),
             origin_ns: format!("sluice-to{tag}"),
+            router_ns: format!("sluice-tr{tag}"),
             table: format!("sluice_t{tag}"),
             gateway: Ipv4Addr::new(10, 231, third, 1),
             origin: Ipv4Addr::new(10, 232, third, 2),
             gateway6: Ipv6Addr::new(0xfd53, 231, third.into(), 0, 0, 0, 0, 1),
             origin6: Ipv6Addr::new(0xfd53, 232, third.into(), 0, 0, 0, 0, 2),
         };
+        must(&["ip", "netns", "add", &net.router_ns]);
+        net.in_router(&["ip", "link", "set", "lo", "up"]);
         net.link(&net.client_ns, &format!("stc{tag}"), 231, third);
         net.link(&net.origin_ns, &format!("sto{tag}"), 232, third);
         net
     }
 
-    /// Make `ns` with a veth pair to the host: 10.SECOND.THIRD.1 and
-    /// fd53:SECOND:THIRD::1 on the host end, .2 and ::2 inside, the host as the default
-    /// route.
+    /// Run `args` in the router namespace.
+    fn in_router(&self, args: &[&str]) {
+        let mut all = vec!["ip", "netns", "exec", &self.router_ns];
+        all.extend_from_slice(args);
+        must(&all);
+    }
+
+    /// Make `ns` with a veth pair to the router: 10.SECOND.THIRD.1 and
+    /// fd53:SECOND:THIRD::1 on the router end, .2 and ::2 inside, the router as the
+    /// default route.
     fn link(&self, ns: &str, host_end: &str, second: u8, third: u8) {
         let inner = format!("{host_end}i");
         must(&["ip", "netns", "add", ns]);
@@ -100,17 +119,12 @@ impl Net {
             "ip", "link", "add", host_end, "type", "veth", "peer", "name", &inner,
         ]);
         must(&["ip", "link", "set", &inner, "netns", ns]);
-        must(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("10.{second}.{third}.1/24"),
-            "dev",
-            host_end,
-        ]);
+        must(&["ip", "link", "set", host_end, "netns", &self.router_ns]);
+        let host4 = format!("10.{second}.{third}.1/24");
+        self.in_router(&["ip", "addr", "add", &host4, "dev", host_end]);
         let host6 = format!("fd53:{second:x}:{third:x}::1/64");
-        must(&["ip", "-6", "addr", "add", &host6, "dev", host_end, "nodad"]);
-        must(&["ip", "link", "set", host_end, "up"]);
+        self.in_router(&["ip", "-6", "addr", "add", &host6, "dev", host_end, "nodad"]);
+        self.in_router(&["ip", "link", "set", host_end, "up"]);
         let inside = |args: &[&str]| {
             let mut all = vec!["ip", "netns", "exec", ns];
             all.extend_from_slice(args);
@@ -134,18 +148,38 @@ impl Net {
         inside(&["ip", "-6", "route", "add", "default", "via", &gateway6]);
     }
 
-    /// Redirect the client's TCP to ports 80 and 443 to `port4` (IPv4) and `port6`
-    /// (IPv6) on the host.
-    fn redirect_to(&self, port4: u16, port6: u16) {
-        let host_end = self.client_ns.replace("sluice-tc", "stc");
-        let rules = format!(
-            "table inet {t} {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  \
-             meta nfproto ipv4 iifname \"{host_end}\" tcp dport {{ 80, 443 }} redirect to :{port4}\n  \
-             meta nfproto ipv6 iifname \"{host_end}\" tcp dport {{ 80, 443 }} redirect to :{port6}\n }}\n}}\n",
-            t = self.table
-        );
-        let mut nft = Command::new("nft")
-            .args(["-f", "-"])
+    /// Send the client's TCP to ports 80 and 443 to `port4` (IPv4) and `port6` (IPv6)
+    /// on the router, by `mechanism`.
+    fn intercept(&self, mechanism: Mechanism, port4: u16, port6: u16) {
+        let client_end = self.client_ns.replace("sluice-tc", "stc");
+        let matching = format!("iifname \"{client_end}\" tcp dport {{ 80, 443 }}");
+        let rules = match mechanism {
+            Mechanism::Redirect => format!(
+                "table inet {t} {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  \
+                 meta nfproto ipv4 {matching} redirect to :{port4}\n  \
+                 meta nfproto ipv6 {matching} redirect to :{port6}\n }}\n}}\n",
+                t = self.table
+            ),
+            // Marked packets are routed to the host itself, where the TPROXY socket
+            // lookup finds sluice's IP_TRANSPARENT listener.
+            Mechanism::Tproxy => {
+                for family in ["-4", "-6"] {
+                    self.in_router(&["ip", family, "rule", "add", "fwmark", "1", "lookup", "100"]);
+                    let all = if family == "-4" { "0.0.0.0/0" } else { "::/0" };
+                    self.in_router(&["ip", family, "route", "add", "local", all, "dev", "lo", "table", "100"]);
+                }
+                format!(
+                    "table inet {t} {{\n chain pre {{\n  type filter hook prerouting priority mangle; policy accept;\n  \
+                     meta nfproto ipv4 {matching} tproxy ip to {g4}:{port4} meta mark set 1 accept\n  \
+                     meta nfproto ipv6 {matching} tproxy ip6 to [{g6}]:{port6} meta mark set 1 accept\n }}\n}}\n",
+                    t = self.table,
+                    g4 = self.gateway,
+                    g6 = self.gateway6,
+                )
+            }
+        };
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &self.router_ns, "nft", "-f", "-"])
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -163,18 +197,23 @@ impl Net {
         );
     }
 
-    /// Start an origin listening on `ip`:`port` in the origin namespace.
-    fn origin(&self, ip: IpAddr, port: u16, options: OriginOptions) -> Origin {
-        let ns = format!("/var/run/netns/{}", self.origin_ns);
-        let addr = SocketAddr::new(ip, port).to_string();
-        // The listening socket belongs to the namespace of the thread that makes it.
+    /// Run `make` on a thread inside namespace `ns`: sockets it opens and processes it
+    /// starts live there.
+    fn within<T: Send + 'static>(ns: &str, make: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{ns}");
         std::thread::spawn(move || {
-            let file = File::open(ns).unwrap();
+            let file = File::open(path).unwrap();
             nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            Origin::start_on(&addr, options)
+            make()
         })
         .join()
         .unwrap()
+    }
+
+    /// Start an origin listening on `ip`:`port` in the origin namespace.
+    fn origin(&self, ip: IpAddr, port: u16, options: OriginOptions) -> Origin {
+        let addr = SocketAddr::new(ip, port).to_string();
+        Self::within(&self.origin_ns, move || Origin::start_on(&addr, options))
     }
 
     /// The `hosts` lines naming the origin namespace's address.
@@ -235,10 +274,11 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        // Deleting a namespace deletes its veth ends, and with them their peers.
-        let _ = run(&["nft", "delete", "table", "inet", &self.table]);
+        // Deleting a namespace deletes its veth ends, and with them their peers; the
+        // router's rules and routes go with the router.
         let _ = run(&["ip", "netns", "delete", &self.client_ns]);
         let _ = run(&["ip", "netns", "delete", &self.origin_ns]);
+        let _ = run(&["ip", "netns", "delete", &self.router_ns]);
     }
 }
 
@@ -254,6 +294,10 @@ struct Setup {
 }
 
 fn setup(rules: &str) -> Option<Setup> {
+    setup_with(rules, Mechanism::Redirect)
+}
+
+fn setup_with(rules: &str, mechanism: Mechanism) -> Option<Setup> {
     if let Some(why) = cannot_run() {
         eprintln!("skipped: {why}");
         return None;
@@ -275,18 +319,19 @@ fn setup(rules: &str) -> Option<Setup> {
         net.gateway, net.gateway6
     );
     let hosts = net.hosts();
-    let sluice = Sluice::start(
-        &pki,
-        SluiceConfig {
+    let rest = rules.to_string();
+    let sluice = Net::within(&net.router_ns, move || {
+        let config = SluiceConfig {
             connect_ports: &[443],
             proxy: &proxy,
             hosts: &hosts,
-            rest: rules,
+            rest: &rest,
             ..Default::default()
-        },
-    );
+        };
+        Sluice::start(&pki, config)
+    });
     let ports = transparent_ports(&sluice);
-    net.redirect_to(ports[0], ports[1]);
+    net.intercept(mechanism, ports[0], ports[1]);
     Some(Setup {
         net,
         tls_origin,
@@ -478,9 +523,10 @@ fn a_connection_to_the_transparent_listener_itself_is_closed_as_a_loop() {
 #[test]
 fn explicit_connections_are_logged_as_explicit() {
     let Some(s) = setup(RULES) else { return };
-    // From the host namespace, through the explicit listener, to the same origin.
+    // From the router namespace, through the explicit listener, to the same origin.
     let url = format!("https://{BUMP}/hello");
-    let out = Command::new("curl")
+    let out = Command::new("ip")
+        .args(["netns", "exec", &s.net.router_ns, "curl"])
         .args(["-sS", "--max-time", "20", "--cacert", &s.sluice_ca()])
         .args(["-x", &s.sluice.proxy_url(), &url])
         .output()
@@ -547,4 +593,41 @@ fn redirected_ipv6_is_tunnelled_and_plain_http_inspected_via_ip6t_so_original_ds
     assert_eq!(record["dest_ip"], s.net.origin6.to_string());
     assert_eq!(s.plain_origin6.requests().len(), 1);
     assert_eq!(s.plain_origin.requests().len(), 0);
+}
+
+#[test]
+fn tproxy_connections_keep_their_destination_for_tls_and_plain_http_on_both_families() {
+    let Some(s) = setup_with(RULES, Mechanism::Tproxy) else {
+        return;
+    };
+    for (ip, origin) in [
+        (IpAddr::V4(s.net.origin), &s.tls_origin),
+        (IpAddr::V6(s.net.origin6), &s.tls_origin6),
+    ] {
+        let url = format!("https://{TUNNEL}/hello");
+        let out = s.net.curl_to(ip, &s.root_ca(), &url, &[]);
+        assert_eq!(body(&out), HELLO);
+        let record = s.sluice.wait_record("tunnel", |r| {
+            r["kind"] == "connect" && r["host"] == ip.to_string()
+        });
+        assert_eq!(record["mode"], "transparent");
+        assert_eq!(record["action"], "tunnel");
+        assert_eq!(record["dest_ip"], ip.to_string());
+        assert_eq!(origin.seen.handshakes.load(Ordering::SeqCst), 1);
+    }
+    let out = s
+        .net
+        .curl(&s.sluice_ca(), &format!("https://{BUMP}/hello"), &[]);
+    assert_eq!(body(&out), HELLO);
+    assert_eq!(s.connect_record(BUMP)["action"], "bump");
+    let out = s
+        .net
+        .curl(&s.sluice_ca(), &format!("http://{PLAIN}/hello"), &[]);
+    assert_eq!(body(&out), HELLO);
+    let record = s.sluice.wait_record("plain request", |r| {
+        r["kind"] == "http" && r["host"] == PLAIN
+    });
+    assert_eq!(record["mode"], "transparent");
+    assert_eq!(record["dest_ip"], s.net.origin.to_string());
+    assert_eq!(s.plain_origin.requests().len(), 1);
 }
