@@ -348,12 +348,21 @@ pub(crate) fn proxy_protocol_from(
         .collect()
 }
 
-/// `proxy.listen` and `proxy.connect_ports`.
-pub(crate) fn proxy(raw: RawProxy, diag: &mut Diagnostics<'_>) -> (Vec<SocketAddr>, Vec<u16>) {
+/// `proxy.listen`, `proxy.transparent_listen` and `proxy.connect_ports`.
+pub(crate) fn proxy(raw: RawProxy, diag: &mut Diagnostics<'_>) -> ProxySockets {
     let listen = match raw.listen {
         None => vec![SocketAddr::from(DEFAULT_LISTEN)],
-        Some(list) => listen(list, diag),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                diag.at(list.span(), "proxy.listen: at least one address is needed");
+            }
+            socket_list("proxy.listen", list, diag)
+        }
     };
+    let transparent_listen = raw
+        .transparent_listen
+        .map(|list| socket_list("proxy.transparent_listen", list, diag))
+        .unwrap_or_default();
     let connect_ports = match raw.connect_ports {
         None => vec![DEFAULT_CONNECT_PORT],
         Some(ports) => ports
@@ -365,25 +374,37 @@ pub(crate) fn proxy(raw: RawProxy, diag: &mut Diagnostics<'_>) -> (Vec<SocketAdd
             })
             .collect(),
     };
-    (listen, connect_ports)
+    ProxySockets {
+        listen,
+        transparent_listen,
+        connect_ports,
+    }
 }
 
-fn listen(list: Spanned<Vec<Spanned<String>>>, diag: &mut Diagnostics<'_>) -> Vec<SocketAddr> {
-    if list.get_ref().is_empty() {
-        diag.at(list.span(), "proxy.listen: at least one address is needed");
-    }
+/// What [`proxy`] compiles.
+pub(crate) struct ProxySockets {
+    pub listen: Vec<SocketAddr>,
+    pub transparent_listen: Vec<SocketAddr>,
+    pub connect_ports: Vec<u16>,
+}
+
+fn socket_list(
+    key: &str,
+    list: Spanned<Vec<Spanned<String>>>,
+    diag: &mut Diagnostics<'_>,
+) -> Vec<SocketAddr> {
     let mut seen = HashSet::new();
     let mut addrs = Vec::new();
     for text in list.get_ref() {
         match text.get_ref().trim().parse::<SocketAddr>() {
             Ok(addr) if !seen.insert(addr) => {
-                diag.at(text.span(), format!("proxy.listen: duplicate address {addr}"));
+                diag.at(text.span(), format!("{key}: duplicate address {addr}"));
             }
             Ok(addr) => addrs.push(addr),
             Err(_) => diag.at(
                 text.span(),
                 format!(
-                    "proxy.listen: invalid address `{}`, expected IP:PORT like \"127.0.0.1:3128\" or \"[::1]:3128\"",
+                    "{key}: invalid address `{}`, expected IP:PORT like \"127.0.0.1:3128\" or \"[::1]:3128\"",
                     text.get_ref()
                 ),
             ),

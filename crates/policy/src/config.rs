@@ -81,10 +81,11 @@ impl Config {
             )
             .unwrap_or_default(),
         };
-        let (listen, connect_ports) = compile::proxy(raw.proxy, &mut diag);
+        let sockets = compile::proxy(raw.proxy, &mut diag);
         let (admin_listen, admin_token) = compile::admin(raw.admin, base_dir, &mut diag);
         let settings = Settings {
-            listen,
+            listen: sockets.listen,
+            transparent_listen: sockets.transparent_listen,
             proxy_protocol,
             hosts_file,
             proxy_protocol_from,
@@ -94,7 +95,7 @@ impl Config {
             upstream_proxies,
             default_via,
             auth: compile::auth(raw.auth, base_dir, &mut diag),
-            connect_ports,
+            connect_ports: sockets.connect_ports,
             tls: compile::tls(raw.tls, base_dir, &mut diag),
             anti_virus: anti_virus::compile(raw.anti_virus, base_dir, &mut diag),
             block_page: compile::block_page(raw.block_page, base_dir, &mut diag),

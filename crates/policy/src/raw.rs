@@ -68,6 +68,7 @@ pub(crate) struct RawAdmin {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawProxy {
     pub listen: Option<SpannedList<String>>,
+    pub transparent_listen: Option<SpannedList<String>>,
     pub connect_ports: Option<Vec<Spanned<i64>>>,
     pub proxy_protocol: Option<bool>,
     pub hosts_file: Option<Spanned<String>>,

@@ -17,6 +17,9 @@ use crate::upstream_proxies::{UpstreamProxy, Via};
 pub struct Settings {
     /// `proxy.listen`: the proxy's listening sockets.
     pub listen: Vec<SocketAddr>,
+    /// `proxy.transparent_listen`: sockets for connections the kernel redirected
+    /// (`REDIRECT` or `TPROXY`), whose original destination stands for the CONNECT target.
+    pub transparent_listen: Vec<SocketAddr>,
     /// `proxy.connect_ports`: ports a CONNECT may reach (others: 403).
     pub connect_ports: Vec<u16>,
     /// `proxy.proxy_protocol`: every proxy connection starts with a PROXY v1/v2 header

@@ -1045,3 +1045,28 @@ fn upstream_proxy_errors_name_their_line() {
         );
     }
 }
+
+#[test]
+fn transparent_listen_is_read_and_checked() {
+    assert!(load("").settings.transparent_listen.is_empty());
+    let config = load("[proxy]\ntransparent_listen = [\"0.0.0.0:3130\", \"[::]:3130\"]\n");
+    let expected: Vec<SocketAddr> = vec![
+        "0.0.0.0:3130".parse().unwrap(),
+        "[::]:3130".parse().unwrap(),
+    ];
+    assert_eq!(config.settings.transparent_listen, expected);
+    // Empty is allowed (no interception); bad and repeated addresses are not.
+    assert!(load("[proxy]\ntransparent_listen = []\n")
+        .settings
+        .transparent_listen
+        .is_empty());
+    let text =
+        "[proxy]\n\ntransparent_listen = [\"gateway:3130\", \"0.0.0.0:3130\", \"0.0.0.0:3130\"]\n";
+    assert_eq!(
+        errors(text),
+        [
+            "sluice.toml:3: proxy.transparent_listen: invalid address `gateway:3130`, expected IP:PORT like \"127.0.0.1:3128\" or \"[::1]:3128\"",
+            "sluice.toml:3: proxy.transparent_listen: duplicate address 0.0.0.0:3130",
+        ]
+    );
+}

@@ -22,6 +22,9 @@ use crate::syslog::Syslog;
 pub struct Record {
     pub ts: String,
     pub kind: &'static str,
+    /// How the client reached sluice: `explicit` (proxy settings) or `transparent`
+    /// (redirected by the kernel; SPEC §11).
+    pub mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,6 +98,7 @@ impl Record {
         Record {
             ts: now_rfc3339(),
             kind,
+            mode: "explicit",
             ..Record::default()
         }
     }

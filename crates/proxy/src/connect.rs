@@ -99,9 +99,74 @@ async fn run(
         let why = format!("CONNECT to port {port} is not allowed");
         return refuse(record, &mut client, 403, &why, "port_not_allowed").await;
     }
+    let target = Target {
+        host: &host,
+        port,
+        user_agent: head.header_str("user-agent"),
+        explicit: true,
+    };
+    open(proxy, record, client, peer, &target, early).await
+}
+
+/// Where a connection is for: a CONNECT's target, or a transparent connection's
+/// original destination (its IP standing for the host).
+pub(crate) struct Target<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub user_agent: Option<&'a str>,
+    /// A CONNECT, answered with `200` once dialled; a transparent connection gets none.
+    pub explicit: bool,
+}
+
+/// Handle a transparently intercepted connection that did not start as HTTP (SPEC
+/// §11): the CONNECT flow without a CONNECT, for the original destination `dest`.
+/// `early` are the bytes read to tell what it speaks.
+pub async fn handle_transparent_tls(
+    proxy: Arc<Proxy>,
+    client: TcpStream,
+    peer: SocketAddr,
+    dest: SocketAddr,
+    early: Vec<u8>,
+) {
+    let started = Instant::now();
+    let mut record = transparent_record(peer, dest);
+    let host = dest.ip().to_string();
+    let target = Target {
+        host: &host,
+        port: dest.port(),
+        user_agent: None,
+        explicit: false,
+    };
+    open(&proxy, &mut record, client, peer, &target, early).await;
+    record.duration_ms = Some(started.elapsed().as_millis() as u64);
+    proxy.log.write(&record);
+}
+
+/// The connect record of a transparent connection to `dest`.
+pub(crate) fn transparent_record(peer: SocketAddr, dest: SocketAddr) -> Record {
+    let mut record = Record::new("connect");
+    record.mode = "transparent";
+    record.client = Some(peer.ip());
+    record.client_port = Some(peer.port());
+    record.host = Some(dest.ip().to_string());
+    record.port = Some(dest.port());
+    record
+}
+
+/// Dial the target, decide at stage `connect`, then read the ClientHello and decide
+/// at stage `client_hello`.
+async fn open(
+    proxy: &Arc<Proxy>,
+    record: &mut Record,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    target: &Target<'_>,
+    early: Vec<u8>,
+) {
+    let settings = &proxy.config.settings;
+    let (host, port, user_agent) = (target.host, target.port, target.user_agent);
     let connect_ip: Option<IpAddr> = host.parse().ok();
-    let connect_name = connect_ip.is_none().then_some(host.as_str());
-    let user_agent = head.header_str("user-agent");
+    let connect_name = connect_ip.is_none().then_some(host);
     // Where to dial is decided before dialling, on what the CONNECT says (SPEC §11).
     let mut connect_facts = SslFacts {
         client: peer.ip(),
@@ -117,7 +182,7 @@ async fn run(
     let parent = settings.parent(&via);
     let dialing = Instant::now();
     let dialed = match parent {
-        None => proxy.dialer.dial(&host, port).await.map(|(stream, ip)| {
+        None => proxy.dialer.dial(host, port).await.map(|(stream, ip)| {
             let route = Route::Direct(SocketAddr::new(ip, port));
             (stream, Some(ip), route)
         }),
@@ -125,10 +190,10 @@ async fn run(
         Some(parent) => {
             let route = Route::Parent {
                 parent: Arc::new(parent.clone()),
-                host: Arc::from(host.as_str()),
+                host: Arc::from(host),
                 port,
             };
-            let tunneled = proxy.dialer.tunnel_via(parent, &host, port).await;
+            let tunneled = proxy.dialer.tunnel_via(parent, host, port).await;
             tunneled.map(|stream| (stream, connect_ip, route))
         }
     };
@@ -143,11 +208,13 @@ async fn run(
     record.dest_ip = dest_ip;
     connect_facts.dest_ip = dest_ip;
     let step = proxy.config.policy.decide_connect(&connect_facts);
-    if client.write_all(CONNECTION_ESTABLISHED).await.is_err() {
-        record.error = Some("client_closed".into());
-        return;
+    if target.explicit {
+        if client.write_all(CONNECTION_ESTABLISHED).await.is_err() {
+            record.error = Some("client_closed".into());
+            return;
+        }
+        record.status = Some(200);
     }
-    record.status = Some(200);
 
     if let ConnectStep::Tunnel(decision) = step {
         set_decision(record, Stage::Connect, &decision);
@@ -223,7 +290,7 @@ async fn run(
         SslAction::Terminate => {}
         SslAction::Bump => {
             let target = BumpTarget {
-                host: &host,
+                host,
                 connect_ip,
                 port,
                 dest_ip,

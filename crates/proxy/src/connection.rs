@@ -72,7 +72,7 @@ pub async fn handle_client(proxy: Arc<Proxy>, mut client: TcpStream, peer: Socke
         drop(buffered);
         Box::pin(handle_connect(proxy, client, peer, head, early)).await;
     } else {
-        Box::pin(serve_plain(proxy, client, peer, buffered)).await;
+        Box::pin(serve_plain(proxy, client, peer, buffered, None)).await;
     }
 }
 

@@ -86,6 +86,7 @@ pub fn new_request_id() -> String {
 /// A per-request record with what the connection already knows.
 pub fn http_record<B>(template: &Record, request: &Request<B>, url: String) -> Record {
     let mut record = Record::new("http");
+    record.mode = template.mode;
     record.client = template.client;
     record.client_port = template.client_port;
     record.user = template.user.clone();

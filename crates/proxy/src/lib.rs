@@ -39,10 +39,12 @@ mod replies;
 mod resolve;
 mod server;
 mod syslog;
+mod transparent;
 mod upgrade;
 mod upstream;
 
 pub use access_log::AccessLog;
 pub use admin::{serve_admin, Admin, Reload};
 pub use context::{Proxy, ProxyError, Shared};
-pub use server::{serve, CurrentProxy};
+pub use server::{serve, CurrentProxy, Listener};
+pub use transparent::bind_transparent;

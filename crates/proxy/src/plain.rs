@@ -23,14 +23,19 @@ use crate::inspection::RequestInfo;
 use crate::read_ahead::ReadAhead;
 
 /// Serve a client connection whose first request head (in `buffered`, with any bytes
-/// after it) is a plain HTTP proxy request.
+/// after it) is a plain HTTP proxy request; or, with the original destination `dest`,
+/// a transparently intercepted one, whose requests go there (SPEC §11).
 pub async fn serve_plain(
     proxy: Arc<Proxy>,
     client: TcpStream,
     peer: SocketAddr,
     buffered: Vec<u8>,
+    dest: Option<SocketAddr>,
 ) {
     let mut template = Record::new("http");
+    if dest.is_some() {
+        template.mode = "transparent";
+    }
     template.client = Some(peer.ip());
     template.client_port = Some(peer.port());
     let limits = &proxy.config.settings.limits;
@@ -40,7 +45,10 @@ pub async fn serve_plain(
             service_fn(|request| {
                 let proxy = proxy.clone();
                 let template = template.clone();
-                async move { Ok::<_, Infallible>(forward_plain(&proxy, &template, request).await) }
+                async move {
+                    let response = forward_plain(&proxy, &template, request, dest).await;
+                    Ok::<_, Infallible>(response)
+                }
             }),
         )
         .with_upgrades();
@@ -54,6 +62,7 @@ async fn forward_plain(
     proxy: &Proxy,
     template: &Record,
     request: Request<Incoming>,
+    dest: Option<SocketAddr>,
 ) -> Response<ProxyBody> {
     let uri = request.uri();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -65,6 +74,9 @@ async fn forward_plain(
     };
     let mut record = forward::http_record(template, &request, url.clone());
     let log = &proxy.log;
+    if let Some(dest) = dest {
+        return Box::pin(forward_transparent(proxy, record, request, dest)).await;
+    }
     // Before authentication: a browser fetches its PAC script without proxy credentials.
     if let Some(script) = pac_script(proxy, &request) {
         return serve_pac(log, record, &request, script);
@@ -107,7 +119,7 @@ async fn forward_plain(
         let why = "not a proxy request: the target must be an absolute http:// URL (use CONNECT for https)";
         return forward::refuse(log, record, StatusCode::BAD_REQUEST, why);
     }
-    let authority = match plain_authority(proxy, &request) {
+    let authority = match plain_authority(proxy, &request, 80) {
         Ok(authority) => authority,
         Err(kind) => {
             let why = format!("bad request: {kind}");
@@ -165,6 +177,60 @@ async fn forward_plain(
     // Boxed: the exchange's state is large, and HTTP/1.1 connections keep room for this
     // future while they wait for the next request.
     Box::pin(exchange(proxy, record, info, request, upstream)).await
+}
+
+/// Forward a request of a transparently intercepted connection to its original
+/// destination `dest`: its `Host` names the target for rules and logs, but only `dest`
+/// is dialled, never what that name resolves to (SPEC §11). Neither proxy credentials
+/// nor a parent proxy apply: the client does not know it is proxied.
+async fn forward_transparent(
+    proxy: &Proxy,
+    mut record: Record,
+    request: Request<Incoming>,
+    dest: SocketAddr,
+) -> Response<ProxyBody> {
+    let log = &proxy.log;
+    if request.method() == Method::CONNECT {
+        let why = "CONNECT is not accepted on a transparent connection";
+        return forward::refuse(log, record, StatusCode::BAD_REQUEST, why);
+    }
+    let authority = match plain_authority(proxy, &request, dest.port()) {
+        Ok(authority) => authority,
+        Err(kind) => {
+            let why = format!("bad request: {kind}");
+            return forward::refuse_with(log, record, StatusCode::BAD_REQUEST, kind, &why);
+        }
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let url = forward::absolute_url("http", &authority.to_string(), path);
+    record.url = Some(url.clone());
+    record.host = Some(authority.host.clone());
+    record.port = Some(authority.port);
+    if let Err(e) = proxy
+        .dialer
+        .check_literal(&dest.ip().to_string(), dest.port())
+    {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        return forward::refuse_with(log, record, status, e.kind(), &e.to_string());
+    }
+    record.dest_ip = Some(dest.ip());
+    record.via = Some(sluice_policy::DIRECT.to_string());
+    let client = record.client.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    let info = RequestInfo::new(
+        &request,
+        client,
+        None,
+        Some(authority.host.clone()),
+        Some(dest.ip()),
+        authority.port,
+        url,
+    );
+    let upstream = Upstream::Plain {
+        client: &proxy.plain,
+        addr: dest,
+        authority: &authority.to_string(),
+    };
+    exchange(proxy, record, info, request, upstream).await
 }
 
 /// Send a plain request through `parent` in absolute form. An IP literal still gets the
@@ -242,13 +308,17 @@ fn serve_pac(
 
 /// The authority a plain request is for (SPEC §3 step 1), after the framing checks that
 /// hold for every request (§9); the error is the log's reason for a 400.
-fn plain_authority(proxy: &Proxy, request: &Request<Incoming>) -> Result<Authority, &'static str> {
+fn plain_authority(
+    proxy: &Proxy,
+    request: &Request<Incoming>,
+    default_port: u16,
+) -> Result<Authority, &'static str> {
     forward::check_framing(request)?;
     let hosts = forward::host_headers(request);
     let facts = HostFacts {
         target: request.uri().authority().map(|a| a.as_str()),
         host_headers: &hosts,
-        default_port: 80,
+        default_port,
         tls_name: None,
         on_mismatch: proxy.config.settings.tls.on_host_mismatch,
     };

@@ -14,6 +14,15 @@ use crate::connection::handle_client;
 use crate::context::{Proxy, Shared};
 use crate::metrics::ActiveConnection;
 use crate::replies::send_error;
+use crate::transparent::handle_transparent;
+
+/// A listening socket and how its clients reach sluice.
+pub enum Listener {
+    /// `proxy.listen`: clients configured to use the proxy.
+    Explicit(TcpListener),
+    /// `proxy.transparent_listen`: connections the kernel redirected (SPEC §11).
+    Transparent(TcpListener),
+}
 
 /// How long running connections may take to finish once sluice is stopping.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -50,7 +59,7 @@ impl ConnectionSlot {
 pub async fn serve(
     current: CurrentProxy,
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut accept_loops = JoinSet::new();
@@ -83,7 +92,11 @@ async fn drain(shared: &Shared) {
     }
 }
 
-async fn accept_loop(current: CurrentProxy, shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(current: CurrentProxy, shared: Arc<Shared>, listener: Listener) {
+    let (listener, transparent) = match listener {
+        Listener::Explicit(listener) => (listener, false),
+        Listener::Transparent(listener) => (listener, true),
+    };
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -101,7 +114,15 @@ async fn accept_loop(current: CurrentProxy, shared: Arc<Shared>, listener: TcpLi
                     _permit: permit,
                     _active: shared.metrics.connection_opened(),
                 });
-                tokio::spawn(SLOT.scope(slot, handle_client(proxy, stream, peer)));
+                if transparent {
+                    tokio::spawn(SLOT.scope(slot, handle_transparent(proxy, stream, peer)));
+                } else {
+                    tokio::spawn(SLOT.scope(slot, handle_client(proxy, stream, peer)));
+                }
+            }
+            // A redirected client does not speak to a proxy: it is only closed.
+            Err(_) if transparent => {
+                tracing::warn!(%peer, "max_connections reached; closing a transparent connection");
             }
             Err(_) => {
                 tracing::warn!(%peer, "max_connections reached; refusing a connection");

@@ -218,6 +218,11 @@ impl Dialer {
         }
     }
 
+    /// Would a connection to `dest` reach one of sluice's own sockets?
+    pub fn is_own(&self, dest: SocketAddr) -> bool {
+        self.local.is_own(dest)
+    }
+
     /// The checks an IP literal gets even when a parent dials it (SPEC §11: sluice sees
     /// a destination IP only where it is a literal): a loop, `proxy.deny_destinations`.
     pub fn check_literal(&self, host: &str, port: u16) -> Result<(), DialError> {

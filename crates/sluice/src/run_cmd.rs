@@ -10,7 +10,9 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use sd_notify::NotifyState;
 use sluice_policy::{Config, LogTarget};
-use sluice_proxy::{serve_admin, AccessLog, Admin, CurrentProxy, Proxy, Reload, Shared};
+use sluice_proxy::{
+    bind_transparent, serve_admin, AccessLog, Admin, CurrentProxy, Listener, Proxy, Reload, Shared,
+};
 use sluice_tls::ca::CertificateAuthority;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -51,7 +53,13 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        listeners.push(listener);
+        listeners.push(Listener::Explicit(listener));
+    }
+    for addr in &config.settings.transparent_listen {
+        let listener = bind_transparent(*addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (proxy.transparent_listen)"))?;
+        listeners.push(Listener::Transparent(listener));
     }
     let admin_listener = match config.settings.admin_listen {
         Some(addr) => Some(
@@ -63,11 +71,26 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
     };
     let bound: Vec<_> = listeners
         .iter()
-        .filter_map(|l| l.local_addr().ok())
+        .filter_map(|l| match l {
+            Listener::Explicit(l) => l.local_addr().ok(),
+            Listener::Transparent(_) => None,
+        })
+        .collect();
+    let transparent_bound: Vec<_> = listeners
+        .iter()
+        .filter_map(|l| match l {
+            Listener::Transparent(l) => l.local_addr().ok(),
+            Listener::Explicit(_) => None,
+        })
         .collect();
     let admin_bound = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     // A request to any of our own sockets, the admin one included, is a loop.
-    let own: Vec<_> = bound.iter().copied().chain(admin_bound).collect();
+    let own: Vec<_> = bound
+        .iter()
+        .chain(&transparent_bound)
+        .copied()
+        .chain(admin_bound)
+        .collect();
     let shared = Shared::new(config.settings.limits.max_connections);
     load_learned_bypasses(&shared, &config);
     let fingerprint = ca.fingerprint_sha256();
@@ -114,7 +137,7 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
     // right after must not meet the default action (which ends the process).
     let hangups = signal(SignalKind::hangup()).context("watching SIGHUP")?;
     let terms = signal(SignalKind::terminate()).context("watching SIGTERM")?;
-    announce(&config, &fingerprint, created, &bound);
+    announce(&config, &fingerprint, created, &bound, &transparent_bound);
     notify_service_manager(&[NotifyState::Ready]);
     tokio::spawn(reload_on_sighup(reloader, hangups));
     let in_force = current.clone();
@@ -272,7 +295,13 @@ fn notify_service_manager(states: &[NotifyState]) {
 }
 
 /// Tell the operator where the CA is and how to try the proxy.
-fn announce(config: &Config, fingerprint: &str, created: bool, bound: &[std::net::SocketAddr]) {
+fn announce(
+    config: &Config,
+    fingerprint: &str,
+    created: bool,
+    bound: &[std::net::SocketAddr],
+    transparent: &[std::net::SocketAddr],
+) {
     let cert = &config.settings.tls.ca_cert;
     let cert = std::fs::canonicalize(cert).unwrap_or_else(|_| cert.clone());
     let state = if created { "created" } else { "loaded" };
@@ -283,6 +312,9 @@ fn announce(config: &Config, fingerprint: &str, created: bool, bound: &[std::net
             "sluice: trust the CA certificate on your clients, or try: curl --cacert {} -x http://{addr} https://example.com/",
             cert.display()
         );
+    }
+    for addr in transparent {
+        eprintln!("sluice: transparent interception on {addr}");
     }
     // Last: tools (and the tests) wait for these lines to know the proxy is ready.
     for addr in bound {

@@ -46,6 +46,10 @@ pub struct SluiceConfig<'a> {
     /// default the tests write `deny_destinations = []`, since their origins listen on
     /// 127.0.0.1.
     pub default_deny_destinations: bool,
+    /// Extra lines for `[proxy]`.
+    pub proxy: &'a str,
+    /// Extra lines for the `hosts` file (after the test names on loopback).
+    pub hosts: &'a str,
 }
 
 impl Sluice {
@@ -54,7 +58,7 @@ impl Sluice {
         pki.write_root(&dir.path().join("upstream-root.pem"));
         let text = Self::config_text(&config);
         std::fs::write(dir.path().join("sluice.toml"), text).unwrap();
-        Self::spawn(dir, &["run", "-c", "sluice.toml"])
+        Self::spawn_with_hosts(dir, &["run", "-c", "sluice.toml"], config.hosts)
     }
 
     /// Start with the configuration `text` in `dir` (which may hold files it names).
@@ -73,11 +77,12 @@ impl Sluice {
             "deny_destinations = []\n"
         };
         format!(
-            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\nhosts_file = \"hosts\"\n{deny}\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+            "[proxy]\nlisten = [\"{}\"]\nconnect_ports = [{}]\nhosts_file = \"hosts\"\n{deny}{}\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
              [tls]\nca_cert = \"ca.pem\"\nca_key = \"ca-key.pem\"\nupstream_roots = [\"upstream-root.pem\"]\n{}\n\n\
              [log]\naccess = \"access.log\"\nlevel = \"debug\"\n\n[limits]\n{}\n\n{}\n",
             config.listen.unwrap_or("127.0.0.1:0"),
             ports.join(", "),
+            config.proxy,
             config.tls,
             config.limits,
             config.rest
@@ -89,7 +94,7 @@ impl Sluice {
     /// names resolve to its servers (so an SNI can be verified against the address a
     /// client CONNECTed to, SPEC §1.3).
     pub fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Sluice {
-        Self::spawn_with_env(dir, args, &[])
+        Self::spawn_with(dir, args, "", &[])
     }
 
     /// `spawn` with extra environment variables (`NOTIFY_SOCKET` for the systemd test).
@@ -98,11 +103,26 @@ impl Sluice {
         args: &[&str],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Sluice {
-        let hosts: String = SERVER_NAMES
+        Self::spawn_with(dir, args, "", env)
+    }
+
+    /// [`spawn`](Self::spawn) with `extra_hosts` lines added to the `hosts` file.
+    pub fn spawn_with_hosts(dir: tempfile::TempDir, args: &[&str], extra_hosts: &str) -> Sluice {
+        Self::spawn_with(dir, args, extra_hosts, &[])
+    }
+
+    fn spawn_with(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        extra_hosts: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Sluice {
+        let mut hosts: String = SERVER_NAMES
             .iter()
             .filter(|name| name.parse::<std::net::IpAddr>().is_err() && **name != UNRESOLVED_NAME)
             .map(|name| format!("127.0.0.1 {name}\n::1 {name}\n"))
             .collect();
+        hosts.push_str(extra_hosts);
         std::fs::write(dir.path().join("hosts"), hosts).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
