@@ -144,19 +144,22 @@ grep -q "listening on" "$W/sluice.log" || { show_tail "$W/sluice.log"; die "slui
 
 # ---------------------------------------------------------------------------- batches
 
-# One batch: N sequential new connections; prints sluice's CPU in µs per connection.
+# One batch: N sequential new connections. Prints sluice's CPU in µs per connection, the
+# wall time in s, and how many CPUs the whole machine kept busy meanwhile (root cgroup:
+# sluice, loadgen, nginx and everyone else's work; 2.0 on 2 CPUs means fully loaded).
 batch() { # ROW PATH
-  local row=$1 path=$2 s0 s1 ok errors args=()
+  local row=$1 path=$2 s0 s1 r0 r1 t0 t1 ok errors args=()
   args=(conns --target "$row.bench.test:443" --path /small --concurrency 1 --count "$N"
         --duration 600 --ca "$CERTS/ca.pem" --ca "$W/ca.pem")
   [[ $path == explicit ]] && args+=(--proxy 10.241.0.1:3128)
-  s0=$(cg_usage_ns "$SLUICE_CG" "$sluice_pid")
+  r0=$(root_usage_ns); t0=$(date +%s%N); s0=$(cg_usage_ns "$SLUICE_CG" "$sluice_pid")
   loadgen_run "$row/$path" 900 "${args[@]}" \
     || { show_tail "$W/sluice.log" 5; show_tail "$W/nginx/error.log" 5; die "$row/$path: loadgen failed"; }
-  s1=$(cg_usage_ns "$SLUICE_CG" "$sluice_pid")
+  s1=$(cg_usage_ns "$SLUICE_CG" "$sluice_pid"); t1=$(date +%s%N); r1=$(root_usage_ns)
   ok=$(jget "$LG_JSON" ok); errors=$(jget "$LG_JSON" errors)
   ((ok == N && errors == 0)) || die "$row/$path: $ok connections ok, $errors errors (of $N)"
-  awk -v c=$((s1 - s0)) -v n="$ok" 'BEGIN { printf "%.1f\n", c / 1000 / n }'
+  awk -v c=$((s1 - s0)) -v n="$ok" -v w=$((t1 - t0)) -v r=$((r1 - r0)) \
+    'BEGIN { printf "%.1f\t%.1f\t%.2f\n", c / 1000 / n, w / 1e9, r / w }'
 }
 
 N_SAVED=$N
@@ -173,9 +176,9 @@ log "sluice idle: $idle_us µs of CPU in 5 s"
 for rep in $(seq "$REPS"); do
   for row in tunnel bump; do
     for path in explicit transparent; do
-      us=$(batch "$row" "$path")
-      log "rep $rep $row/$path: $us µs/conn"
-      printf '%s\t%s\t%s\t%s\n' "$row" "$path" "$rep" "$us" >> "$W/cpu.tsv"
+      fields=$(batch "$row" "$path")
+      log "rep $rep $row/$path: µs/conn, wall s, busy CPUs: $(tr '\t' ' ' <<< "$fields")"
+      printf '%s\t%s\t%s\t%s\n' "$row" "$path" "$rep" "$fields" >> "$W/cpu.tsv"
     done
   done
 done
@@ -212,5 +215,11 @@ table() {
   echo "ratio is of the medians. sluice idle: $idle_us µs of CPU in 5 s."
   echo
   table
+  echo
+  echo "Every batch, in run order (busy: CPUs the whole machine used during the batch, of $(nproc)):"
+  echo
+  echo "| rep | row | path | µs/conn | wall s | busy |"
+  echo "|---|---|---|---|---|---|"
+  awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s |\n", $3, $1, $2, $4, $5, $6 }' "$W/cpu.tsv"
 } > "$OUT"
 cat "$OUT"
