@@ -13,7 +13,8 @@ use sluice_tls::mint::{LeafKeyKind, Minter};
 use sluice_tls::verify::UpstreamVerifier;
 
 use crate::aia::IssuerFetcher;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::access_log::{AccessLog, Recorder};
 use crate::auth::Authenticator;
@@ -51,10 +52,10 @@ pub struct Shared {
     /// a reload does not change it).
     pub(crate) connection_slots: Arc<Semaphore>,
     pub(crate) max_connections: usize,
-    /// Turns true when the drain starts (SIGTERM): `/readyz` answers 503 and served HTTP
+    /// Cancelled when the drain starts (SIGTERM): `/readyz` answers 503 and served HTTP
     /// connections close once idle. Set by `server::serve`; every configuration
     /// generation watches it.
-    pub(crate) draining: watch::Sender<bool>,
+    pub(crate) draining: CancellationToken,
 }
 
 impl Shared {
@@ -64,17 +65,17 @@ impl Shared {
             metrics: Arc::new(Metrics::default()),
             connection_slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
-            draining: watch::Sender::new(false),
+            draining: CancellationToken::new(),
         })
     }
 
     /// Whether the proxy has stopped accepting and is draining its connections.
     pub fn is_draining(&self) -> bool {
-        *self.draining.borrow()
+        self.draining.is_cancelled()
     }
 
     pub(crate) fn start_draining(&self) {
-        self.draining.send_replace(true);
+        self.draining.cancel();
     }
 }
 
@@ -121,7 +122,7 @@ pub struct Proxy {
     pub(crate) scanner: Scanner,
     pub(crate) spooler: Spooler,
     /// The drain signal of [`Shared::draining`].
-    pub(crate) draining: watch::Receiver<bool>,
+    pub(crate) draining: CancellationToken,
 }
 
 /// A ticket key and a session cache for the client leg of bumps.
@@ -214,7 +215,7 @@ impl Proxy {
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size)
                 .with_total(config.settings.anti_virus.max_spool_total),
-            draining: shared.draining.subscribe(),
+            draining: shared.draining.clone(),
             dialer,
             config,
         }))

@@ -1,5 +1,5 @@
 //! Closing idle keep-alive connections at once when sluice stops (SPEC §6): every served
-//! HTTP connection, plain or bumped, HTTP/1.1 or HTTP/2, watches the drain signal and is
+//! HTTP connection, plain or bumped, HTTP/1.1 or HTTP/2, watches the drain token and is
 //! then asked to finish gracefully. hyper closes an HTTP/1.1 connection that waits for
 //! its next request at once (one in flight is answered first) and sends an HTTP/2 GOAWAY,
 //! letting open streams finish. Tunnels and upgraded relays are not HTTP any more and
@@ -15,7 +15,7 @@ use hyper::rt::bounds::Http2ServerConnExec;
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
-use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// A served connection that can be asked to finish what is in flight and then close.
 pub trait Graceful: Future {
@@ -28,29 +28,24 @@ pin_project_lite::pin_project! {
     ///
     /// A named future rather than an `async fn`: the compiler cannot prove an async
     /// function generic over hyper's connection types `Send` for every lifetime of the
-    /// request futures inside them.
+    /// request futures inside them. The drain signal is a named future too, so a
+    /// connection allocates nothing for it.
     pub struct UntilDrained<C> {
         #[pin]
         connection: C,
-        // `None` once the shutdown was asked for.
-        drain_started: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+        #[pin]
+        drain_started: WaitForCancellationFutureOwned,
+        // The shutdown was asked for (by the drain or directly): not again.
+        asked: bool,
     }
 }
 
-/// Serve `connection` until it ends, gracefully once `draining` turns true.
-pub fn until_drained<C: Graceful>(
-    connection: C,
-    mut draining: watch::Receiver<bool>,
-) -> UntilDrained<C> {
-    let drain_started = Box::pin(async move {
-        // A sender gone means no drain will ever come: wait for the connection alone.
-        if draining.wait_for(|&draining| draining).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    });
+/// Serve `connection` until it ends, gracefully once `draining` is cancelled.
+pub fn until_drained<C: Graceful>(connection: C, draining: CancellationToken) -> UntilDrained<C> {
     UntilDrained {
         connection,
-        drain_started: Some(drain_started),
+        drain_started: draining.cancelled_owned(),
+        asked: false,
     }
 }
 
@@ -59,11 +54,9 @@ impl<C: Graceful> Future for UntilDrained<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let mut this = self.project();
-        if let Some(drain_started) = this.drain_started.as_mut() {
-            if drain_started.as_mut().poll(cx).is_ready() {
-                *this.drain_started = None;
-                this.connection.as_mut().graceful_shutdown();
-            }
+        if !*this.asked && this.drain_started.poll(cx).is_ready() {
+            *this.asked = true;
+            this.connection.as_mut().graceful_shutdown();
         }
         this.connection.poll(cx)
     }
@@ -73,7 +66,8 @@ impl<C: Graceful> Future for UntilDrained<C> {
 impl<C: Graceful> Graceful for UntilDrained<C> {
     fn graceful_shutdown(self: Pin<&mut Self>) {
         let this = self.project();
-        if this.drain_started.take().is_some() {
+        if !*this.asked {
+            *this.asked = true;
             this.connection.graceful_shutdown();
         }
     }
@@ -145,12 +139,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_shutdown_is_asked_for_once_the_drain_starts() {
-        let (sender, receiver) = watch::channel(false);
+        let draining = CancellationToken::new();
         let (connection, finish, asked) = fake();
-        let task = tokio::spawn(until_drained(connection, receiver));
+        let task = tokio::spawn(until_drained(connection, draining.clone()));
         tokio::task::yield_now().await;
         assert!(!asked.load(Ordering::SeqCst));
-        sender.send_replace(true);
+        draining.cancel();
         for _ in 0..100 {
             if asked.load(Ordering::SeqCst) {
                 break;
@@ -165,10 +159,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_that_ends_first_is_never_asked() {
-        let (_sender, receiver) = watch::channel(false);
         let (connection, finish, asked) = fake();
         finish.send(3).unwrap();
-        assert_eq!(until_drained(connection, receiver).await, 3);
+        assert_eq!(until_drained(connection, CancellationToken::new()).await, 3);
         assert!(!asked.load(Ordering::SeqCst));
     }
 }
