@@ -1070,3 +1070,20 @@ fn transparent_listen_is_read_and_checked() {
         ]
     );
 }
+
+/// `proxy.hosts_file`: `/etc/hosts` by default, a relative path taken from the
+/// configuration's folder, an empty one refused at its line.
+#[test]
+fn hosts_file_defaults_to_etc_hosts_and_is_resolved_against_the_config_folder() {
+    assert_eq!(load("").settings.hosts_file, Path::new("/etc/hosts"));
+    assert_eq!(
+        load("[proxy]\nhosts_file = \"hosts\"\n")
+            .settings
+            .hosts_file,
+        Path::new("conf/hosts")
+    );
+    assert_eq!(
+        errors("[proxy]\n\nhosts_file = \"\"\n"),
+        ["sluice.toml:3: proxy.hosts_file: empty path"]
+    );
+}
