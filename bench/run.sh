@@ -23,7 +23,8 @@ usage() {
   cat <<'EOF'
 Usage: sudo bench/run.sh [options]
 
-Installs what it needs (nginx-light, squid-openssl, util-linux, iproute2, openssl, curl),
+Installs what it needs (nginx-light, squid-openssl, util-linux, iproute2, openssl, curl;
+dnsmasq-base with --g3proxy),
 builds `cargo build --release -p sluice -p sluice-bench`, and in a network namespace of
 its own runs an nginx origin (CPU 1, with the load generator) and one proxy at a time
 (CPU 0, in a cpuacct cgroup so its CPU time, helpers included, is read exactly). Prints
@@ -34,6 +35,8 @@ Rows (--only takes a comma-separated list of these names or shell patterns):
   tunnel-1 tunnel-8      tunnel throughput, 1 and 8 streams of 100 MiB (800 MiB per
                          repetition: 8 downloads in a row, or 8 at once): MB/s, CPU s/GB
   tunnel-conns           tunnel: new connection, CONNECT, TLS, GET 100 B, close: conns/s, CPU us/conn
+  tunnel-req             tunneled keep-alive requests (TLS to the origin through CONNECT)
+                         over 32 connections: req/s, CPU us/req, p50 and p99 latency
   bump-conns             the same bumped, one host name (certificate cache hits)
   bump-names             the same bumped, 2,000 names each with its own certificate (misses;
                          proxy restarted, Squid's ssl_db re-initialised, before each repetition)
@@ -57,9 +60,14 @@ Options:
   --no-install      do not run apt-get (fail if something is missing)
   --no-build        do not run cargo build (use the binaries in the target dir)
   --g3proxy PATH    add a g3proxy column (also needs --g3fcgen); never built or fetched.
+                    Tested with g3proxy 1.13.0, built outside this repository from
+                    https://github.com/bytedance/g3 (Debian capnproto, libssl-dev and
+                    libc-ares-dev installed) with
+                      cargo build --release -p g3proxy -p g3fcgen --no-default-features \
+                        --features g3proxy/rustls-ring,g3proxy/c-ares
+                    Its c-ares resolver reads no hosts file: run.sh then serves the bench
+                    names from dnsmasq (installs dnsmasq-base) on the namespace's 127.0.0.1:53.
   --g3fcgen PATH    g3proxy's certificate generator, for the bump rows.
-                    UNTESTED: no g3proxy binary was available when this script was
-                    written; its configuration follows g3's own examples and docs.
   -h, --help        this text
 
 Needs root (namespaces, cgroups, apt-get) and two CPUs.
@@ -199,6 +207,10 @@ spec_lines() { # ROW: the figures of a row, for report.awk
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" rate "conns/s" yes - \
         "$r" "$t" cpu "proxy CPU µs/conn" no "le:$cpu" \
         "$r" "$t" p50 "p50 ms" yes - "$r" "$t" p99 "p99 ms" yes - ;;
+    tunnel-req)
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" rate "req/s" yes - \
+        "$r" "$t" cpu "proxy CPU µs/req" no - "$r" "$t" p50 "p50 ms" yes - \
+        "$r" "$t" p99 "p99 ms" yes - ;;
     bump-req-*)
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" rate "req/s" yes - \
         "$r" "$t" cpu "proxy CPU µs/req" no "le:15" "$r" "$t" p99 "p99 ms" yes - ;;
@@ -262,15 +274,16 @@ log_summary() {
       */sluice/*) grep -Ev '^sluice: (CA |trust |listening |stopped)' "$f" ;;
       */squid/*) grep -E 'ERROR|WARNING|FATAL|assertion' "$f" | cut -d'|' -f2- ;;
       *) grep -Ei 'error|warn' "$f" ;;
-    esac | sed -E 's/[0-9]+/N/g; s/0xN[0-9a-f]*/0x…/g' | sort | uniq -c | sort -rn | head -n 5 \
-      | sed 's/^/        /'
+    esac | sed -E 's/[0-9]+/N/g; s/0xN[0-9a-f]*/0x…/g' | sort | uniq -c | sort -rn \
+      | awk 'NR <= 5 { print "        " $0 }' # reads to the end: no SIGPIPE under pipefail
   done
 }
 
 write_report() {
   local table=$1 when=$2 elapsed=$3 f soak=""
-  # bench/soak.sh keeps its section in the same file: carry it over.
-  [[ -f $OUT ]] && soak=$(awk '/^## / { keep = ($0 == "## Soak under attack") } keep' "$OUT")
+  # bench/soak.sh and bench/cluster.sh keep their sections in the same file, and the
+  # round-two notes are written by hand: carry them over.
+  [[ -f $OUT ]] && soak=$(awk '/^## / { keep = ($0 == "## Soak under attack" || $0 ~ /^## Round two/ || $0 ~ /^## What Redis adds/) } keep' "$OUT")
   {
     echo "# sluice benchmark results"
     echo
@@ -374,6 +387,7 @@ main() {
   make_certificates
   write_configs
   start_nginx
+  [[ -z $G3PROXY ]] || start_dns
   check_origin
   local p
   for p in "${PROXIES[@]}"; do [[ $p != direct ]] && check_proxy "$p"; done

@@ -38,35 +38,14 @@ LOADGEN_CG=""
 W=$(mktemp -d)
 CERTS=$W/certs
 
-bench_cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  set +e
-  for p in "${PIDS[@]}"; do stop_pid "$p" 5; done
-  [[ -n $DRIVER_CG ]] && echo $$ > "$CG_BASE/cgroup.procs"
-  for p in "${CGROUPS[@]}"; do cg_remove "$p"; done
-  for p in "$CLIENT" "$ROUTER" "$ORIGIN"; do ip netns delete "$p" 2> /dev/null; done
-  rm -rf "/etc/netns/${CLIENT:?}" "/etc/netns/${ROUTER:?}" "$W"
-  exit "$rc"
-}
-trap bench_cleanup EXIT
+trap routed_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------- network
 
-for ns in "$CLIENT" "$ROUTER" "$ORIGIN"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-link() { # NS DEV SECOND: a veth pair NS <-> router, 10.SECOND.0.1 on the router end
-  ip link add "$2" type veth peer name "$2i"
-  ip link set "$2i" netns "$1"
-  ip link set "$2" netns "$ROUTER"
-  ip -n "$ROUTER" addr add "10.$3.0.1/24" dev "$2"
-  ip -n "$ROUTER" link set "$2" up
-  ip -n "$1" addr add "10.$3.0.2/24" dev "$2i"
-  ip -n "$1" link set "$2i" up
-  ip -n "$1" route add default via "10.$3.0.1"
-}
-link "$CLIENT" sbc$tag 241
-link "$ORIGIN" sbo$tag 242
+routed_namespaces
+veth_to_router "$CLIENT" sbc$tag 241
+veth_to_router "$ORIGIN" sbo$tag 242
 # ip netns exec bind-mounts /etc/netns/NS/hosts on /etc/hosts: loadgen resolves the names
 # in the client namespace (transparent: it dials the origin itself).
 mkdir -p "/etc/netns/$CLIENT"
@@ -82,32 +61,7 @@ NFT
 
 # ---------------------------------------------------------------------------- processes
 
-"$LOADGEN" certs --dir "$CERTS" --domain bench.test > "$W/certs.log" 2>&1 \
-  || { show_tail "$W/certs.log"; die "loadgen certs failed"; }
-mkdir -p "$W/www" "$W/nginx"
-head -c 100 /dev/zero | tr '\0' 's' > "$W/www/small"
-chmod 755 "$W" "$W/www"; chmod 644 "$W/www/small"
-cat > "$W/nginx/nginx.conf" << EOF
-daemon off;
-master_process on;
-worker_processes 1;
-user www-data;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  ssl_protocols TLSv1.2 TLSv1.3;
-  root $W/www;
-  server {
-    listen 10.242.0.2:443 ssl;
-    ssl_certificate $CERTS/wildcard.pem;
-    ssl_certificate_key $CERTS/wildcard-key.pem;
-  }
-}
-EOF
-NS=$ORIGIN spawn 1 "" "$W/nginx.log" nginx -c "$W/nginx/nginx.conf"
-NS=$ORIGIN wait_listen nginx "$START_PID" 443 "$W/nginx.log"
+start_small_origin 10.242.0.2
 
 cat > "$W/hosts" << EOF
 10.242.0.2 tunnel.bench.test bump.bench.test

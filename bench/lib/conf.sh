@@ -172,18 +172,19 @@ EOF
   } > "$W/squid-$mode.conf"
 }
 
-# g3proxy (optional, untested here: no binary is available to the author). From g3's own
-# examples and docs (g3proxy/examples/inspect_http_proxy, doc/configuration): an
-# http_proxy server; for bump an auditor with tls_cert_generator (g3fcgen on UDP
-# 127.0.0.1:2999) and tls_interception_client trusting the test CA; for tunnel no auditor.
-# Loopback must be allowed explicitly: the egress filter forbids 127.0.0.0/8 by default
-# (a longer prefix wins).
+# g3proxy (optional; checked with g3proxy 1.13.0). From g3's own examples and docs
+# (g3proxy/examples/inspect_http_proxy, doc/configuration): an http_proxy server; for
+# bump an auditor with tls_cert_generator (g3fcgen on UDP 127.0.0.1:2999) and
+# tls_interception_client trusting the test CA; for tunnel no auditor. Names are resolved
+# by c-ares from the dnsmasq that run.sh starts on the namespace's 127.0.0.1:53. Loopback
+# must be allowed explicitly: the egress filter forbids 127.0.0.0/8 by default (a longer
+# prefix wins).
 write_g3_conf() { # MODE
   local mode=$1
   {
     cat <<EOF
 ---
-# g3proxy, $mode configuration for bench/run.sh (generated; untested by its author)
+# g3proxy, $mode configuration for bench/run.sh (generated)
 runtime:
   thread_number: 1
 log: stdout
@@ -218,7 +219,7 @@ EOF
   } > "$W/g3proxy-$mode.yaml"
   cat > "$W/g3fcgen.yaml" <<EOF
 ---
-# g3fcgen for bench/run.sh (generated; untested by its author)
+# g3fcgen for bench/run.sh (generated)
 runtime:
   thread_number: 1
 backend:

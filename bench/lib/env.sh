@@ -41,6 +41,8 @@ install_packages() {
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
   command -v timeout >/dev/null || need+=(coreutils)
+  # g3proxy resolves names with c-ares over DNS only (it never reads a hosts file)
+  if [[ -n $G3PROXY ]] && ! command -v dnsmasq >/dev/null; then need+=(dnsmasq-base); fi
   if ((${#need[@]})); then
     log "installing ${need[*]} with apt-get"
     local policy=/usr/sbin/policy-rc.d made_policy=""
@@ -310,6 +312,73 @@ wait_listen() { # NAME PID PORT LOG [TIMEOUT_SECONDS]
   done
   show_tail "$out"
   die "$name (PID $pid) did not listen on 127.0.0.1:$port within ${limit}s"
+}
+
+# The client, router and origin namespaces of bench/cluster.sh and bench/transparent.sh,
+# with loopback up in each; veth_to_router links one of them to the router.
+routed_namespaces() {
+  local ns
+  for ns in "$CLIENT" "$ROUTER" "$ORIGIN"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+}
+
+veth_to_router() { # NS DEV SECOND: a veth pair NS <-> router, 10.SECOND.0.1 on the router end
+  ip link add "$2" type veth peer name "$2i"
+  ip link set "$2i" netns "$1"
+  ip link set "$2" netns "$ROUTER"
+  ip -n "$ROUTER" addr add "10.$3.0.1/24" dev "$2"
+  ip -n "$ROUTER" link set "$2" up
+  ip -n "$1" addr add "10.$3.0.2/24" dev "$2i"
+  ip -n "$1" link set "$2i" up
+  ip -n "$1" route add default via "10.$3.0.1"
+}
+
+# Their EXIT trap: stop what was started, remove the cgroups, the three namespaces, their
+# /etc/netns folders and the work dir.
+routed_cleanup() {
+  local rc=$? p
+  trap - EXIT INT TERM
+  set +e
+  for p in "${PIDS[@]}"; do stop_pid "$p" 5; done
+  [[ -n $DRIVER_CG ]] && echo $$ > "$CG_BASE/cgroup.procs"
+  for p in "${CGROUPS[@]}"; do cg_remove "$p"; done
+  for p in "$CLIENT" "$ROUTER" "$ORIGIN"; do
+    ip netns delete "$p" 2> /dev/null
+    rm -rf "/etc/netns/${p:?}"
+  done
+  rm -rf "$W"
+  exit "$rc"
+}
+
+# Test certificates and an nginx origin in the namespace $ORIGIN on ADDR:443 serving the
+# 100-byte /small with the wildcard certificate (bench/cluster.sh, bench/transparent.sh).
+start_small_origin() { # ADDR
+  local addr=$1
+  "$LOADGEN" certs --dir "$CERTS" --domain bench.test > "$W/certs.log" 2>&1 \
+    || { show_tail "$W/certs.log"; die "loadgen certs failed"; }
+  mkdir -p "$W/www" "$W/nginx"
+  head -c 100 /dev/zero | tr '\0' 's' > "$W/www/small"
+  chmod 755 "$W" "$W/www"; chmod 644 "$W/www/small"
+  cat > "$W/nginx/nginx.conf" << EOF
+daemon off;
+master_process on;
+worker_processes 1;
+user www-data;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  root $W/www;
+  server {
+    listen $addr:443 ssl;
+    ssl_certificate $CERTS/wildcard.pem;
+    ssl_certificate_key $CERTS/wildcard-key.pem;
+  }
+}
+EOF
+  NS=$ORIGIN spawn 1 "" "$W/nginx.log" nginx -c "$W/nginx/nginx.conf"
+  NS=$ORIGIN wait_listen nginx "$START_PID" 443 "$W/nginx.log"
 }
 
 # The EXIT trap: stop exactly what we started, then remove the namespace, its /etc/netns

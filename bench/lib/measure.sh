@@ -8,7 +8,7 @@
 # proxy, note), raw.jsonl (every loadgen JSON line with its context), commands.tsv (every
 # loadgen command line).
 
-ALL_ROWS=(tunnel-1 tunnel-8 tunnel-conns bump-conns bump-names bump-req-h1 bump-req-h2
+ALL_ROWS=(tunnel-1 tunnel-8 tunnel-conns tunnel-req bump-conns bump-names bump-req-h1 bump-req-h2
           bump-1 bump-8 idle-tunnel idle-bump)
 LG_JSON=""
 
@@ -17,6 +17,7 @@ row_title() {
     tunnel-1) echo "tunnel throughput, 1 stream of /big" ;;
     tunnel-8) echo "tunnel throughput, 8 streams of /big" ;;
     tunnel-conns) echo "tunnel, new connection + GET /small" ;;
+    tunnel-req) echo "tunneled keep-alive GET /small, HTTP/1.1, 32 connections" ;;
     bump-conns) echo "bump, new connection + GET /small, 1 name (cert cache hits)" ;;
     bump-names) echo "bump, new connection + GET /small, $NAMES_COUNT names (cert misses)" ;;
     bump-req-h1) echo "bumped keep-alive GET /small, HTTP/1.1, 32 connections" ;;
@@ -43,7 +44,7 @@ row_args() {
       else
         echo "conns --target bench.test:$NAMES_PORT --names $NAMES_FILE --path /small --concurrency 16 --duration $DURATION"
       fi ;;
-    bump-req-h1) echo "requests --target $t --path /small --concurrency 32 --http 1 --duration $DURATION" ;;
+    tunnel-req | bump-req-h1) echo "requests --target $t --path /small --concurrency 32 --http 1 --duration $DURATION" ;;
     bump-req-h2) echo "requests --target $t --path /small --concurrency 32 --http 2 --duration $DURATION" ;;
     idle-*) echo "hold --target $t --path /small --concurrency $HOLD_COUNT --duration 900" ;;
   esac
@@ -54,7 +55,7 @@ row_args() {
 row_warm_args() {
   local t=bench.test:$ORIGIN_PORT
   case $1 in
-    *-conns | bump-req-*) row_args "$1" | sed "s/--duration [0-9.]*/--duration $WARMUP/" ;;
+    *-conns | *-req*) row_args "$1" | sed "s/--duration [0-9.]*/--duration $WARMUP/" ;;
     tunnel-1 | bump-1 | tunnel-8 | bump-8) row_args "$1" ;;
     bump-names | idle-*) echo "conns --target $t --path /small --concurrency 16 --duration $WARMUP" ;;
   esac

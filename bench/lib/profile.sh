@@ -165,6 +165,7 @@ profile_table() {
       bump-conns) units+=("µs/conn") targets+=(400) ;;
       bump-names) units+=("µs/conn") targets+=(450) ;;
       bump-req-*) units+=("µs/req") targets+=(15) ;;
+      tunnel-req) units+=("µs/req") targets+=(-) ;;
     esac
   done
   ((${#rows[@]})) || { echo "(no profile: perf recorded nothing)"; return 0; }
@@ -196,7 +197,7 @@ profile_table() {
       for (i = 1; i <= nr; i++) { x = median(row[i]); line = line " " (x == "" ? "—" : fmt(x)) " |" }
       print line
       line = "| issue target |"
-      for (i = 1; i <= nr; i++) line = line " ≤ " target[i] " |"
+      for (i = 1; i <= nr; i++) line = line (target[i] == "-" ? " — |" : " ≤ " target[i] " |")
       print line
       for (j = 1; j <= nc; j++) {
         line = "| " heading[cat[j]] " |"

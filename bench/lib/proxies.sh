@@ -30,6 +30,29 @@ start_nginx() {
   log "nginx listening after ${NGINX_START_MS} ms"
 }
 
+# A DNS server in the namespace for g3proxy, whose c-ares resolver asks 127.0.0.1:53 and
+# never reads /etc/hosts: dnsmasq answering from the full hosts file (every bench name)
+# and nothing else, with a local TTL of an hour so that g3proxy answers from its own
+# resolver cache, as it would in a deployment. On CPU 1, counted with the origin.
+DNS_PID=""
+start_dns() {
+  command -v dnsmasq > /dev/null || die "dnsmasq is missing (Debian dnsmasq-base): g3proxy needs a DNS server"
+  log "starting dnsmasq on 127.0.0.1:53 in the namespace (for g3proxy)"
+  spawn 1 "$ORIGIN_CG" "$W/dnsmasq.log" dnsmasq --keep-in-foreground --log-facility=- \
+    --conf-file=/dev/null --no-resolv --no-hosts --addn-hosts="$W/hosts.full" \
+    --listen-address=127.0.0.1 --bind-interfaces --port=53 --local-ttl=3600 \
+    --user=root --pid-file= --cache-size=10000
+  DNS_PID=$START_PID
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [[ -n $(in_ns ss -Hlun "sport = :53" 2> /dev/null) ]] && break
+    alive "$DNS_PID" || { show_tail "$W/dnsmasq.log"; die "dnsmasq exited at start"; }
+    sleep 0.1
+  done
+  [[ -n $(in_ns ss -Hlun "sport = :53" 2> /dev/null) ]] \
+    || { show_tail "$W/dnsmasq.log"; die "dnsmasq does not listen on 127.0.0.1:53"; }
+}
+
 proxy_start() { # NAME MODE
   P_NAME=$1 P_MODE=$2 P_PORT="" P_CA="" P_PID="" P_AUX="" P_CG="" P_LOG=""
   INSTANCE=$((INSTANCE + 1))
@@ -140,6 +163,9 @@ CHECK_FAILED=""
 # failure is in the code field as "curlN").
 ns_curl() { # CURL_ARGS...
   local out rc=0
+  # curl creates the output file only when a body arrives: without this, a refused
+  # request would leave the previous check's body in place
+  rm -f "$W/check.body"
   out=$(in_ns curl -sS -o "$W/check.body" -w '%{http_code} %{size_download} %{http_version}' \
     --max-time 20 "$@" 2> "$W/check.err") || rc=$?
   if ((rc != 0)); then echo "curl$rc 0 0"; else echo "$out"; fi

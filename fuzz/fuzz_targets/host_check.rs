@@ -34,6 +34,8 @@ fuzz_target!(|data: &[u8]| {
         default_port,
         tls_name,
         on_mismatch,
+        // Inside a bump a request naming no host is for the connection's.
+        implied: tls_name,
     };
     let decision = decide_host(&facts);
     let authority = match &decision {
@@ -55,6 +57,7 @@ fuzz_target!(|data: &[u8]| {
         default_port,
         tls_name: None,
         on_mismatch,
+        implied: None,
     });
     assert_eq!(again, HostDecision::Forward(authority.clone()), "{written}");
     // An accepted Host beside a target names the same authority.
@@ -65,6 +68,7 @@ fuzz_target!(|data: &[u8]| {
             default_port,
             tls_name: None,
             on_mismatch,
+            implied: None,
         });
         assert_eq!(alone, HostDecision::Forward(authority.clone()));
     }

@@ -14,7 +14,7 @@ use sluice_policy::ClamdAddress;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::engine::{ScanError, ScanOutcome};
+use crate::scan::{within_timeout, ScanError, ScanOutcome};
 use crate::spool::SpooledBody;
 
 /// Longest reply read; clamd's are one short line.
@@ -38,7 +38,7 @@ impl ClamdClient {
 
     /// `PING`: whether clamd answers `PONG`.
     pub async fn ping(&self) -> Result<(), ScanError> {
-        self.within_timeout(async {
+        within_timeout(self.timeout, async {
             match self.connect().await? {
                 Stream::Tcp(stream) => ping(stream).await,
                 Stream::Unix(stream) => ping(stream).await,
@@ -52,27 +52,17 @@ impl ClamdClient {
         if body.is_empty() {
             return ScanOutcome::Clean;
         }
-        let result = self
-            .within_timeout(async {
-                match self.connect().await? {
-                    Stream::Tcp(stream) => instream(stream, body).await,
-                    Stream::Unix(stream) => instream(stream, body).await,
-                }
-            })
-            .await;
+        let result = within_timeout(self.timeout, async {
+            match self.connect().await? {
+                Stream::Tcp(stream) => instream(stream, body).await,
+                Stream::Unix(stream) => instream(stream, body).await,
+            }
+        })
+        .await;
         match result.and_then(|reply| parse_reply(&reply)) {
             Ok(outcome) => outcome,
             Err(error) => ScanOutcome::Failed(error),
         }
-    }
-
-    async fn within_timeout<T>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, ScanError>>,
-    ) -> Result<T, ScanError> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .unwrap_or(Err(ScanError::Timeout(self.timeout)))
     }
 
     async fn connect(&self) -> Result<Stream, ScanError> {

@@ -25,9 +25,11 @@ pub mod clamd;
 pub mod decode;
 pub mod engine;
 pub mod icap;
+pub mod scan;
 pub mod spool;
 mod template;
 
-pub use engine::{AvVerdict, BlockCause, ScanError, ScanOutcome, Scanner, UNNAMED_THREAT};
+pub use engine::{AvVerdict, BlockCause, Scanner};
+pub use scan::{ScanError, ScanOutcome, UNNAMED_THREAT};
 pub use spool::{SpoolError, SpoolReader, SpoolWriter, SpooledBody, Spooler};
 pub use template::{render_template, BlockPageFields};

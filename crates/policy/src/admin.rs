@@ -12,6 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use subtle::ConstantTimeEq;
 
+use crate::authority::{split_port, unbracketed};
+
 /// The bearer token of `admin.token_file`. Its `Debug` never shows the value, so a
 /// logged configuration cannot leak it.
 #[derive(Clone, PartialEq, Eq)]
@@ -152,26 +154,16 @@ fn names_endpoint(authority: &[u8], default_port: Option<u16>, local: SocketAddr
 /// `host[:port]` or `[v6][:port]` into the host (without brackets) and the port; `None`
 /// when it is neither.
 fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':')?),
-        };
-        (host, port)
-    } else {
-        match authority.split_once(':') {
-            // An IPv6 address without brackets is not an authority.
-            Some((_, port)) if port.contains(':') => return None,
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
+    let (host, port) = split_port(authority).ok()?;
+    // An IPv6 address without brackets is not an authority.
+    if !host.starts_with('[') && host.contains(':') {
+        return None;
+    }
     let port = match port {
         None => None,
         Some(port) => Some(port.parse::<u16>().ok()?),
     };
-    Some((host, port))
+    Some((unbracketed(host), port))
 }
 
 /// An `Origin` (`http://host[:port]`) that is the endpoint itself.

@@ -4,13 +4,14 @@
 //! `tcp://host[:port]` or `unix:/path` for `clamd`; with `engine = "none"` it is
 //! ignored, so that an engine can be switched off without deleting its address.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::authority::{split_configured, ConfiguredError, ConfiguredHost};
 use crate::compile::duration;
 use crate::diagnostics::Diagnostics;
 use crate::domain::normalize;
@@ -170,19 +171,17 @@ fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String
     if authority.contains('@') {
         return Err("user information is not supported".into());
     }
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']').ok_or("unclosed `[`")?;
-        let v6: Ipv6Addr = v6.parse().map_err(|_| "invalid IPv6 address")?;
-        (v6.to_string(), after.strip_prefix(':'))
-    } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        if host.parse::<IpAddr>().is_err() {
-            normalize(host).map_err(|why| format!("invalid host `{host}`: {why}"))?;
+    let (host, port) = match split_configured(authority) {
+        Ok((ConfiguredHost::V6(v6), port)) => (v6.to_string(), port),
+        // An IPv4 address, or else a name (an IPv6 address needs its brackets).
+        Ok((ConfiguredHost::Other(host), port)) => {
+            if host.parse::<Ipv4Addr>().is_err() {
+                normalize(host).map_err(|why| format!("invalid host `{host}`: {why}"))?;
+            }
+            (host.to_owned(), port)
         }
-        (host.to_owned(), port)
+        Err(ConfiguredError::Unclosed) => return Err("unclosed `[`".into()),
+        Err(ConfiguredError::BadV6) => return Err("invalid IPv6 address".into()),
     };
     let port = match port {
         None => default_port,
@@ -230,6 +229,11 @@ mod tests {
             ("icap://u@h/av", "user information is not supported"),
             ("icap://[::1/av", "unclosed `[`"),
             ("icap://[zz]/av", "invalid IPv6 address"),
+            // An IPv6 address needs its brackets: its last colon is not taken for a port's.
+            (
+                "icap://::1:1344/av",
+                "invalid host `::1`: only letters, digits, `-` and `_` are allowed in a name",
+            ),
             (
                 "icap://bad host/av",
                 "invalid host `bad host`: only letters, digits, `-` and `_` are allowed in a name",

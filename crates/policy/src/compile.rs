@@ -12,14 +12,15 @@ use toml::Spanned;
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::admin::AdminToken;
 use crate::diagnostics::{ConfigError, Diagnostics};
+use crate::keytab::{first_http_principal, keytab_principals};
 use crate::net::{parse_net, port_number, IpSet};
 use crate::raw::{
     RawAdmin, RawAuth, RawBlockPage, RawLimits, RawLog, RawProxy, RawTls, SpannedList,
 };
 use crate::settings::{
-    AuthSettings, BlockPageSettings, BlockTemplate, HostMismatch, LdapSettings, LeafKey, Limits,
-    LogSettings, LogTarget, NonTls, Secret, SniMismatch, SyslogTarget, SyslogTransport,
-    TlsSettings, DEFAULT_LDAP_USER_FILTER,
+    AuthSettings, BlockPageSettings, BlockTemplate, HostMismatch, KerberosSettings, LdapSettings,
+    LeafKey, Limits, LogSettings, LogTarget, NonTls, Secret, SniMismatch, SyslogTarget,
+    SyslogTransport, TlsSettings, DEFAULT_LDAP_USER_FILTER,
 };
 
 // SPEC §5 defaults; those of booleans and enums are written where they are applied.
@@ -78,8 +79,10 @@ pub(crate) fn auth(mut raw: RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>
         diag,
     );
     let ldap = ldap(&mut raw, base_dir, diag);
+    let kerberos = kerberos(&mut raw, base_dir, diag);
     let (users_file, users) = users_file(raw.users_file, base_dir, diag);
     AuthSettings {
+        kerberos,
         ldap,
         cache_ttl,
         users_file,
@@ -209,6 +212,75 @@ fn ldap(raw: &mut RawAuth, base_dir: &Path, diag: &mut Diagnostics<'_>) -> Optio
         user_base,
         user_filter,
         group_base,
+    })
+}
+
+/// `auth.kerberos_keytab` and `auth.kerberos_principal`; `None` without a keytab. The
+/// keytab is read now: one that cannot be read, or that holds no key for the principal
+/// (by default its first `HTTP/` one), could verify no ticket.
+fn kerberos(
+    raw: &mut RawAuth,
+    base_dir: &Path,
+    diag: &mut Diagnostics<'_>,
+) -> Option<KerberosSettings> {
+    let principal = raw.kerberos_principal.take();
+    let Some(keytab) = raw
+        .kerberos_keytab
+        .take()
+        .filter(|v| !v.get_ref().trim().is_empty())
+    else {
+        if let Some(principal) = principal.filter(|p| !p.get_ref().is_empty()) {
+            diag.at(
+                principal.span(),
+                "auth.kerberos_principal: needs auth.kerberos_keytab, which holds its key",
+            );
+        }
+        return None;
+    };
+    let path = path(&keytab, base_dir, "auth.kerberos_keytab", diag)?;
+    let principals = match std::fs::read(&path) {
+        Ok(bytes) => keytab_principals(&bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let principals = match principals {
+        Ok(principals) => principals,
+        Err(e) => {
+            diag.at(keytab.span(), format!("auth.kerberos_keytab: {e}"));
+            return None;
+        }
+    };
+    let principal = match principal.filter(|p| !p.get_ref().trim().is_empty()) {
+        Some(wanted) if principals.contains(wanted.get_ref()) => wanted.get_ref().clone(),
+        Some(wanted) => {
+            diag.at(
+                wanted.span(),
+                format!(
+                    "auth.kerberos_principal: {} holds no key for {} (it holds: {})",
+                    path.display(),
+                    wanted.get_ref(),
+                    principals.join(", ")
+                ),
+            );
+            return None;
+        }
+        None => match first_http_principal(&principals) {
+            Some(first) => first.to_string(),
+            None => {
+                diag.at(
+                    keytab.span(),
+                    format!(
+                        "auth.kerberos_keytab: {} holds no HTTP/ service principal (it holds: {})",
+                        path.display(),
+                        principals.join(", ")
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    Some(KerberosSettings {
+        keytab: path,
+        principal,
     })
 }
 

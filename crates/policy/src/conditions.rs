@@ -11,6 +11,7 @@ use regex::RegexSet;
 use crate::categories::Categories;
 use crate::diagnostics::Diagnostics;
 use crate::domain::DomainSet;
+use crate::keytab::principal_short_name;
 use crate::net::{parse_net, parse_ports, IpSet, PortSet, PortValue};
 use crate::raw::SpannedList;
 use crate::regexes::{self, Case};
@@ -72,7 +73,9 @@ impl Conditions {
         holds(&self.ports, |ports| ports.contains(subject.port))
             && holds(&self.clients, |nets| nets.contains(subject.client))
             && holds(&self.users, |users| {
-                subject.user.is_some_and(|u| users.iter().any(|x| x == u))
+                subject
+                    .user
+                    .is_some_and(|u| users.iter().any(|x| user_matches(x, u)))
             })
             && holds(&self.groups, |wanted| {
                 subject
@@ -120,6 +123,12 @@ impl Conditions {
     pub(crate) fn matches_on_name(&self) -> bool {
         self.domains.is_some() || self.domain_regex.is_some() || self.categories.is_some()
     }
+}
+
+/// Whether the `users` entry `wanted` names `user`: the same name, or the short name of
+/// a Kerberos principal (`alice` names `alice@CORP.EXAMPLE`; SPEC §10).
+pub(crate) fn user_matches(wanted: &str, user: &str) -> bool {
+    wanted == user || (!wanted.contains('@') && principal_short_name(user) == wanted)
 }
 
 /// Whether a group DN is the group a rule names (`wanted`, lowercase): its full DN, or
@@ -334,6 +343,18 @@ impl ContentTypes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_match_a_kerberos_principal_by_full_or_short_name() {
+        assert!(user_matches("alice", "alice"));
+        assert!(user_matches("alice", "alice@TEST.REALM"));
+        assert!(user_matches("alice@TEST.REALM", "alice@TEST.REALM"));
+        assert!(!user_matches("alice@TEST.REALM", "alice"));
+        assert!(!user_matches("alice@OTHER.REALM", "alice@TEST.REALM"));
+        assert!(!user_matches("alice", "alice/admin@TEST.REALM"));
+        assert!(!user_matches("bob", "alice@TEST.REALM"));
+        assert!(!user_matches("TEST.REALM", "alice@TEST.REALM"));
+    }
 
     #[test]
     fn media_types_drop_parameters_and_case() {

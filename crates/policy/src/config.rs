@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::anti_virus;
 use crate::categories;
+use crate::cluster;
 use crate::compile;
 use crate::diagnostics::{ConfigError, Diagnostics};
 use crate::pac;
@@ -102,6 +103,7 @@ impl Config {
             pac: pac::compile(raw.pac, base_dir, &mut diag),
             log: compile::log(raw.log, base_dir, &mut diag),
             limits: compile::limits(raw.limits, &mut diag),
+            cluster: cluster::compile(raw.cluster, base_dir, &mut diag),
         };
         let categories = categories::compile(raw.categories, base_dir, &mut diag);
         let parents = &settings.upstream_proxies;

@@ -3,9 +3,10 @@
 use std::fmt;
 
 use crate::action::Stage;
-use crate::domain::{normalize, same_domain};
-use crate::learn::LEARNED_BYPASS_RULE;
-use crate::policy::{ConnectStep, Policy, SslDecision, SslFacts, DEFAULT_RULE};
+use crate::domain::normalize;
+use crate::hello::{DecidedBy, HelloFacts};
+use crate::policy::{ConnectStep, Policy, SslDecision, SslFacts};
+use crate::rules::{DEFAULT_RULE, LEARNED_BYPASS_RULE};
 use crate::settings::SniMismatch;
 
 /// How a connection would be decided, stage by stage. `Display` writes it for people.
@@ -13,8 +14,12 @@ use crate::settings::SniMismatch;
 pub struct Explanation {
     /// Stage `connect`.
     pub connect: ConnectStep,
-    /// Stage `client_hello`; `None` when decided at stage `connect`.
+    /// Stage `client_hello`, as [`Policy::decide_hello`] decides it; `None` when decided
+    /// at stage `connect`.
     pub client_hello: Option<SslDecision>,
+    /// Which mechanism settled stage `client_hello` (a rule, the default, a learned
+    /// bypass, the SNI check); `None` when decided at stage `connect`.
+    pub client_hello_by: Option<DecidedBy>,
     /// `tls.decryption`; when `false` the rules are not consulted.
     pub decryption: bool,
     /// The first rule matching at stage `connect`, whatever its action (a `tunnel-sni`
@@ -57,30 +62,29 @@ impl Policy {
         } else {
             None
         };
-        let hello_facts = SslFacts {
-            dest_name: sni.or(connect_facts.dest_name),
-            ..*connect_facts
+        let hello_facts = HelloFacts {
+            connect: *connect_facts,
+            sni,
+            // Explain resolves nothing, so whether an SNI given with an IP address
+            // resolves to it is unknown: the rules are explained as if it did, and the
+            // learned bypass (the one fact a client could exploit) as if it did not.
+            sni_verified: true,
+            ech: false,
+            learned_bypass: learned_bypass && connect_facts.dest_name.is_some(),
         };
-        let client_hello = match connect {
+        let hello = match connect {
             ConnectStep::Tunnel(_) => None,
-            // Only a name checked against a CONNECT name consults the table: explain
-            // does not resolve, so an SNI after a CONNECT to an IP counts as unverified.
-            ConnectStep::PeekClientHello => Some(self.decide_client_hello_learned(
-                &hello_facts,
-                learned_bypass && connect_facts.dest_name.is_some(),
-            )),
+            ConnectStep::PeekClientHello => Some(self.decide_hello(&hello_facts)),
         };
-        let sni_mismatch = match (connect_facts.dest_name, sni) {
-            (Some(host), Some(sni)) if !same_domain(host, sni) => Some(self.on_sni_mismatch()),
-            _ => None,
-        };
+        let sni_mismatch = hello_facts.sni_differs().then(|| self.on_sni_mismatch());
         Explanation {
             connect,
-            client_hello,
+            client_hello_by: hello.as_ref().map(|h| h.by),
+            client_hello: hello.map(|h| h.decision),
             decryption: self.decryption(),
             connect_match,
             connect_name: connect_facts.dest_name.map(shown_name),
-            client_hello_name: hello_facts.dest_name.map(shown_name),
+            client_hello_name: hello_facts.name().map(shown_name),
             sni_present: sni.is_some(),
             sni_mismatch,
         }
@@ -100,6 +104,25 @@ impl Explanation {
             (ConnectStep::Tunnel(decision), _) => Some((Stage::Connect, decision)),
             (ConnectStep::PeekClientHello, Some(decision)) => Some((Stage::ClientHello, decision)),
             (ConnectStep::PeekClientHello, None) => None,
+        }
+    }
+
+    /// Which mechanism settles the connection (`None` only for an `Explanation` not
+    /// built by [`Policy::explain`]).
+    pub fn decided_by(&self) -> Option<DecidedBy> {
+        match (&self.connect, self.client_hello_by) {
+            (ConnectStep::Tunnel(_), _) if !self.decryption => Some(DecidedBy::DecryptionDisabled),
+            (ConnectStep::Tunnel(_), _) => Some(DecidedBy::Rule),
+            (ConnectStep::PeekClientHello, by) => by,
+        }
+    }
+
+    /// The rule the access log would name: none when the SNI check closes the
+    /// connection before any rule decides.
+    pub fn rule(&self) -> Option<&str> {
+        match self.decided_by()? {
+            DecidedBy::SniMismatch => None,
+            _ => self.decided().map(|(_, decision)| decision.rule.as_str()),
         }
     }
 }

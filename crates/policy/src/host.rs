@@ -15,6 +15,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
+use crate::authority::split_port;
 use crate::settings::HostMismatch;
 
 /// What the data path knows of one request.
@@ -32,6 +33,10 @@ pub struct HostFacts<'a> {
     pub tls_name: Option<&'a str>,
     /// `tls.on_host_mismatch`.
     pub on_mismatch: HostMismatch,
+    /// Inside a bump, the connection's authority (`host[:port]`): what a request that
+    /// names no host at all is for (HTTP/1.0 may send no `Host`). `None` for plain
+    /// HTTP, where such a request is a 400.
+    pub implied: Option<&'a str>,
 }
 
 /// A request's authority, normalized.
@@ -126,7 +131,11 @@ pub fn decide_host(facts: &HostFacts<'_>) -> HostDecision {
             target
         }
         (None, Some(host)) => host,
-        (None, None) => return HostDecision::BadRequest(HostError::MissingHost),
+        (None, None) => match facts.implied.map(|implied| parse(implied.as_bytes())) {
+            Some(Some(implied)) => implied,
+            Some(None) => return HostDecision::BadRequest(HostError::BadAuthority),
+            None => return HostDecision::BadRequest(HostError::MissingHost),
+        },
     };
     match facts.tls_name {
         Some(name)
@@ -146,19 +155,9 @@ const MAX_HOST_LEN: usize = 254;
 /// the default one (RFC 3986 §3.2.3).
 fn parse_authority(text: &[u8], default_port: u16) -> Option<Authority> {
     let text = std::str::from_utf8(text).ok()?;
-    let (host, port) = if text.starts_with('[') {
-        let end = text.find(']')?;
-        (&text[..=end], &text[end + 1..])
-    } else {
-        match text.rfind(':') {
-            Some(colon) => (&text[..colon], &text[colon..]),
-            None => (text, ""),
-        }
-    };
-    let port = match port.strip_prefix(':') {
-        None if port.is_empty() => default_port,
-        None => return None,
-        Some("") => default_port,
+    let (host, port) = split_port(text).ok()?;
+    let port = match port {
+        None | Some("") => default_port,
         Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) && digits.len() <= 5 => {
             digits.parse::<u16>().ok().filter(|&p| p != 0)?
         }
@@ -208,6 +207,7 @@ mod tests {
             default_port: 80,
             tls_name: None,
             on_mismatch: HostMismatch::Block,
+            implied: None,
         }
     }
 
@@ -327,6 +327,7 @@ mod tests {
             default_port: 443,
             tls_name: Some(tls_name),
             on_mismatch: HostMismatch::Block,
+            implied: Some("bank.example"),
         })
     }
 
@@ -370,11 +371,37 @@ mod tests {
                 "{target:?} {host:?} {name}"
             );
         }
+        // An IPv4-mapped IPv6 literal is another host than the IPv4 one.
+        assert!(matches!(
+            bumped(None, &[b"[::ffff:10.0.0.1]"], "10.0.0.1"),
+            HostDecision::Misdirected(_)
+        ));
         // A Host disagreeing with the target is a 400 before it is a 421.
         assert_eq!(
             bumped(Some("bank.example"), &[b"evil.test"], "bank.example"),
             HostDecision::BadRequest(HostError::HostDiffers)
         );
+    }
+
+    /// Inside a bump a request that names no host is for the connection's; it cannot
+    /// name another one by sending two `Host`s or one that disagrees with its target.
+    #[test]
+    fn a_bumped_request_without_a_host_is_for_the_connection() {
+        assert_eq!(forwarded(bumped(None, &[], "bank.example")), "bank.example");
+        assert_eq!(
+            decide_host(&facts(None, &[])),
+            HostDecision::BadRequest(HostError::MissingHost),
+            "plain HTTP implies nothing"
+        );
+        assert_eq!(
+            bumped(None, &[b"bank.example", b"evil.test"], "bank.example"),
+            HostDecision::BadRequest(HostError::DuplicateHost)
+        );
+        let garbage = decide_host(&HostFacts {
+            implied: Some("bank example"),
+            ..facts(None, &[])
+        });
+        assert_eq!(garbage, HostDecision::BadRequest(HostError::BadAuthority));
     }
 
     #[test]
@@ -385,6 +412,7 @@ mod tests {
             default_port: 443,
             tls_name: Some("bank.example"),
             on_mismatch: HostMismatch::Ignore,
+            implied: None,
         });
         assert_eq!(forwarded(decision), "evil.test");
     }

@@ -4,10 +4,8 @@
 
 use crate::action::SslAction;
 use crate::domain::normalize;
-use crate::policy::{Policy, SslDecision, SslFacts, DEFAULT_RULE};
-
-/// The `rule` of a decision made by a learned bypass.
-pub const LEARNED_BYPASS_RULE: &str = "learned-bypass";
+use crate::policy::{Policy, SslDecision, SslFacts};
+use crate::rules::{DEFAULT_RULE, LEARNED_BYPASS_RULE};
 
 /// What a bumped connection showed about its SNI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +45,8 @@ impl Policy {
 
     /// Stage `client_hello` with the learned-bypass table's answer: `learned_bypass` is
     /// whether the table holds `facts.dest_name` (the SNI, or the CONNECT host name
-    /// without one) now. The data path passes `false` for an unverified SNI (SPEC §1
-    /// step 3: the table is not consulted).
+    /// without one) now. [`Policy::decide_hello`] does not call it for an unverified SNI
+    /// (SPEC §1 step 3: the table is not consulted).
     ///
     /// A learned bypass overrides only the default action `bump`: a name an SSL rule
     /// matches is decided by that rule. It then decides `tunnel-sni` with rule

@@ -11,8 +11,12 @@
 //! - [`Config::load`] / [`Config::from_str`] parse TOML into [`Settings`] (plain values for
 //!   the data path) and a compiled, immutable [`Policy`], or return every problem found as
 //!   a [`ConfigError`] printed `FILE:LINE: msg`.
-//! - [`Policy::decide_connect`] and [`Policy::decide_client_hello`] are the two decision
-//!   stages; [`Policy::explain`] runs both for `sluice explain`.
+//! - [`Policy::decide_connect`] and [`Policy::decide_hello`] are the two decision stages
+//!   (the SNI check, an unverified SNI and the learned bypass included; a client that
+//!   does not speak TLS is [`Policy::decide_non_tls`]); [`Policy::explain`] runs both for
+//!   `sluice explain` and `/explain`.
+//! - [`TlsSettings::accept_upstream`] decides whether a bump goes on after the server's
+//!   certificate is verified.
 //! - [`Policy::decide_http_request`] and [`Policy::decide_http_response`] apply the HTTP
 //!   rules; [`Policy::phishing`] is the [`PhishingList`] a request URL is checked against.
 //! - [`admin_access`] decides whether the admin endpoint serves a request (`Host`,
@@ -41,7 +45,9 @@ mod action;
 mod admin;
 mod alt_svc;
 mod anti_virus;
+mod authority;
 mod categories;
+mod cluster;
 mod compile;
 mod conditions;
 mod config;
@@ -49,7 +55,9 @@ mod diagnostics;
 mod domain;
 mod explain;
 mod first_bytes;
+mod hello;
 mod host;
+mod keytab;
 mod learn;
 mod list_file;
 mod net;
@@ -62,28 +70,33 @@ mod regexes;
 mod rules;
 mod settings;
 mod size;
+mod upstream_cert;
 mod upstream_proxies;
 
 pub use action::{CertErrorPolicy, HttpAction, SslAction, Stage};
 pub use admin::{admin_access, AdminAccess, AdminRequest, AdminToken};
 pub use alt_svc::{strip_alt_svc_h3, AltSvcEdit};
+pub use authority::{split_port, unbracketed, SplitError};
+pub use cluster::{ClusterSettings, RedisSettings};
 pub use config::Config;
 pub use diagnostics::ConfigError;
 pub use domain::{normalize_domain, same_domain, DomainSet};
 pub use explain::Explanation;
 pub use first_bytes::{classify as classify_first_bytes, FirstBytes};
+pub use hello::{DecidedBy, HelloDecision, HelloError, HelloFacts, NonTlsStep};
 pub use host::{decide_host, Authority, HostDecision, HostError, HostFacts};
-pub use learn::{BypassEvidence, LEARNED_BYPASS_RULE};
+pub use keytab::{first_http_principal, keytab_principals, principal_short_name, KeytabError};
+pub use learn::BypassEvidence;
 pub use net::{destination_denied, IpSet};
 pub use pac::{is_pac_path, PAC_CONTENT_TYPE, PAC_PATHS};
 pub use phishing::{PhishingList, PhishingMatch};
-pub use policy::{
-    ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts, DEFAULT_RULE,
-};
+pub use policy::{ConnectStep, HttpDecision, HttpFacts, Policy, SslDecision, SslFacts};
+pub use rules::{DEFAULT_RULE, LEARNED_BYPASS_RULE};
 pub use settings::{
     AntiVirusSettings, AuthSettings, AvEngine, BlockPageSettings, BlockTemplate, ClamdAddress,
-    HostMismatch, IcapService, LdapSettings, LeafKey, Limits, LogSettings, LogTarget, NonTls,
-    OnOversize, OnScanError, Secret, Settings, SniMismatch, SyslogFormat, SyslogTarget,
-    SyslogTransport, TlsSettings, DEFAULT_LDAP_USER_FILTER,
+    HostMismatch, IcapService, KerberosSettings, LdapSettings, LeafKey, Limits, LogSettings,
+    LogTarget, NonTls, OnOversize, OnScanError, Secret, Settings, SniMismatch, SyslogFormat,
+    SyslogTarget, SyslogTransport, TlsSettings, DEFAULT_LDAP_USER_FILTER,
 };
+pub use upstream_cert::{CertAcceptance, UpstreamCertFacts};
 pub use upstream_proxies::{ParentAddr, ParentCredentials, UpstreamProxy, Via, DIRECT};

@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use crate::diagnostics::Diagnostics;
 use crate::raw::RawPac;
+use crate::upstream_proxies::{proxy_address, AddressError};
 
 /// The paths a PAC script is served on (admin endpoint and proxy listener alike):
 /// `/proxy.pac` by convention, `/wpad.dat` for Web Proxy Auto-Discovery.
@@ -73,34 +74,14 @@ fn read_file(
 /// `host:port` (host a DNS name, an IPv4 address or a bracketed IPv6 one). Only these
 /// characters reach the generated script, so the address cannot break out of its string.
 fn check_proxy_address(address: &str) -> Result<&str, String> {
-    let bad = |why: &str| format!("`{address}` is not host:port ({why})");
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| bad("the port is missing"))?;
-    match port.parse::<u16>() {
-        Ok(port) if port > 0 => {}
-        _ => return Err(bad("the port must be a number from 1 to 65535")),
-    }
-    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        v6.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty()
-            && host.len() <= 253
-            && host.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            })
+    let why = match proxy_address(address) {
+        Ok(_) => return Ok(address),
+        Err(AddressError::BadV6 | AddressError::BadHost) => {
+            "the host must be a DNS name or an IP address, IPv6 in brackets"
+        }
+        Err(other) => other.text(),
     };
-    if host_ok {
-        Ok(address)
-    } else {
-        Err(bad(
-            "the host must be a DNS name or an IP address, IPv6 in brackets",
-        ))
-    }
+    Err(format!("`{address}` is not host:port ({why})"))
 }
 
 /// The script written from `pac.proxy`: `DIRECT` for plain host names (no dot),

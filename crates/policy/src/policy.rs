@@ -8,12 +8,9 @@ use crate::action::{CertErrorPolicy, HttpAction, SslAction};
 use crate::conditions::{media_type, Subject};
 use crate::domain::normalize;
 use crate::phishing::PhishingList;
-use crate::rules::{HttpRule, SslRule};
-use crate::settings::{SniMismatch, TlsSettings};
+use crate::rules::{HttpRule, SslRule, DEFAULT_RULE};
+use crate::settings::{NonTls, SniMismatch, TlsSettings};
 use crate::upstream_proxies::Via;
-
-/// The `rule` of a decision no SSL rule made.
-pub const DEFAULT_RULE: &str = "default";
 
 /// What is known about a connection when a decision is made.
 #[derive(Clone, Copy, Debug)]
@@ -139,6 +136,8 @@ pub struct Policy {
     pub(crate) learn_bypass: bool,
     default_action: SslAction,
     on_sni_mismatch: SniMismatch,
+    /// `tls.on_non_tls`.
+    pub(crate) on_non_tls: NonTls,
     /// `proxy.default_via`.
     default_via: Via,
     /// Whether any rule or the default names a parent: otherwise every connection is
@@ -164,6 +163,7 @@ impl Policy {
             learn_bypass: tls.learn_bypass,
             default_action: tls.default_action,
             on_sni_mismatch: tls.on_sni_mismatch,
+            on_non_tls: tls.on_non_tls,
             any_parent: default_via != Via::Direct
                 || rules.iter().any(|r| matches!(r.via, Some(Via::Parent(_))))
                 || http_rules
@@ -210,8 +210,8 @@ impl Policy {
     /// Stage `client_hello` for an SNI that is *unverified* (SPEC §1.3: the CONNECT host
     /// is an IP literal the SNI does not resolve to). The SNI can never earn a tunnel:
     /// rules that match on the name and would `tunnel` or `tunnel-sni` are skipped, while
-    /// restrictive rules and the default action still apply. (The learned bypass is not
-    /// consulted either; that is the caller's, which never asks it for such a name.)
+    /// restrictive rules and the default action still apply. (Nor is the learned bypass
+    /// consulted: [`Policy::decide_hello`] never asks it for such a name.)
     pub fn decide_client_hello_unverified(&self, facts: &SslFacts<'_>) -> SslDecision {
         if !self.decryption {
             return SslDecision::by_default(SslAction::Tunnel);
@@ -296,7 +296,7 @@ impl Policy {
         self.decryption
     }
 
-    /// `tls.on_sni_mismatch`, for [`Policy::explain`].
+    /// `tls.on_sni_mismatch`.
     pub(crate) fn on_sni_mismatch(&self) -> SniMismatch {
         self.on_sni_mismatch
     }

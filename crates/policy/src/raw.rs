@@ -39,6 +39,7 @@ pub(crate) struct RawConfig {
     pub pac: RawPac,
     pub log: RawLog,
     pub limits: RawLimits,
+    pub cluster: RawCluster,
 }
 
 #[derive(Deserialize, Default)]
@@ -54,7 +55,17 @@ pub(crate) struct RawAuth {
     pub ldap_user_base: Option<Spanned<String>>,
     pub ldap_user_filter: Option<Spanned<String>>,
     pub ldap_group_base: Option<Spanned<String>>,
+    pub kerberos_keytab: Option<Spanned<String>>,
+    pub kerberos_principal: Option<Spanned<String>>,
     pub cache_ttl: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawCluster {
+    pub redis: Option<Spanned<String>>,
+    pub redis_password_file: Option<Spanned<String>>,
+    pub redis_ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -9,11 +9,15 @@ use crate::action::{CertErrorPolicy, HttpAction, SslAction};
 use crate::categories::Categories;
 use crate::conditions::{self, Conditions, Subject};
 use crate::diagnostics::Diagnostics;
-use crate::learn::LEARNED_BYPASS_RULE;
-use crate::policy::DEFAULT_RULE;
 use crate::raw::{RawHttpRule, RawSslRule};
 use crate::recover;
 use crate::upstream_proxies::{resolve_via, UpstreamProxy, Via};
+
+/// The `rule` of a decision no SSL rule made.
+pub const DEFAULT_RULE: &str = "default";
+
+/// The `rule` of a decision made by a learned bypass.
+pub const LEARNED_BYPASS_RULE: &str = "learned-bypass";
 
 /// Rule names the access log already uses for decisions no rule made.
 const RESERVED_NAMES: [&str; 2] = [DEFAULT_RULE, LEARNED_BYPASS_RULE];

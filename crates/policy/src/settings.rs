@@ -59,6 +59,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[cluster]`.
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 impl Settings {
@@ -398,9 +400,12 @@ pub enum SyslogFormat {
     Cef,
 }
 
-/// `[auth]`: Basic proxy authentication, against the users file and/or LDAP.
+/// `[auth]`: Basic proxy authentication, against the users file and/or LDAP, and
+/// Negotiate (Kerberos) single sign-on.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct AuthSettings {
+    /// `auth.kerberos_keytab` and the principal it serves; `None`: no Negotiate.
+    pub kerberos: Option<KerberosSettings>,
     /// `auth.ldap_url` and the keys that go with it; `None`: no LDAP.
     pub ldap: Option<LdapSettings>,
     /// `auth.cache_ttl`: how long a successful check is reused.
@@ -435,6 +440,17 @@ pub struct LdapSettings {
     /// `auth.ldap_group_base`: where groups naming the user as `member`/`uniqueMember`
     /// are searched; empty: only the user entry's `memberOf`.
     pub group_base: String,
+}
+
+/// Negotiate (SPNEGO) single sign-on (SPEC §10): tickets for `principal`, verified with
+/// the keys of `keytab`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KerberosSettings {
+    /// `auth.kerberos_keytab`, resolved; read when the configuration is loaded.
+    pub keytab: PathBuf,
+    /// `auth.kerberos_principal`, or the keytab's first `HTTP/` principal
+    /// (`HTTP/proxy.corp.example@CORP.EXAMPLE`).
+    pub principal: String,
 }
 
 /// The default `auth.ldap_user_filter`.

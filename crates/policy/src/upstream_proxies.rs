@@ -8,6 +8,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
+use crate::authority::{split_port, unbracketed};
 use crate::diagnostics::Diagnostics;
 use crate::raw::RawUpstreamProxy;
 
@@ -136,26 +137,60 @@ fn parse_parent_url(url: &str) -> Result<ParentAddr, String> {
         .strip_prefix("http://")
         .ok_or_else(|| bad("the scheme must be http"))?;
     let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = authority
-        .rsplit_once(':')
-        .ok_or_else(|| bad("the port is missing"))?;
-    let port = match port.parse::<u16>() {
-        Ok(port) if port > 0 => port,
-        _ => return Err(bad("the port must be a number from 1 to 65535")),
-    };
-    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => v6,
-        Some(_) => return Err(bad("not an IPv6 address in brackets")),
-        None if is_host_name(host) => host,
-        None => return Err(bad("the host must be a DNS name or an IP address")),
-    };
+    let (host, port) = proxy_address(authority).map_err(|why| bad(why.text()))?;
+    let host = unbracketed(host);
     Ok(ParentAddr {
         host: host.to_ascii_lowercase(),
         port,
     })
 }
 
-fn is_host_name(host: &str) -> bool {
+/// Why a `host:port` proxy address is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AddressError {
+    NoPort,
+    BadPort,
+    BadV6,
+    BadHost,
+}
+
+impl AddressError {
+    /// The reason in words.
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            AddressError::NoPort => "the port is missing",
+            AddressError::BadPort => "the port must be a number from 1 to 65535",
+            AddressError::BadV6 => "not an IPv6 address in brackets",
+            AddressError::BadHost => "the host must be a DNS name or an IP address",
+        }
+    }
+}
+
+/// A proxy's `host:port`, the port required (1 to 65535), the host a DNS name, an IPv4
+/// address or a bracketed IPv6 one (returned with its brackets).
+pub(crate) fn proxy_address(address: &str) -> Result<(&str, u16), AddressError> {
+    let (host, port) = match split_port(address) {
+        Ok((host, Some(port))) => (host, port),
+        Ok((_, None)) => return Err(AddressError::NoPort),
+        Err(_) => return Err(AddressError::BadV6),
+    };
+    let port = match port.parse::<u16>() {
+        Ok(port) if port > 0 => port,
+        _ => return Err(AddressError::BadPort),
+    };
+    if host.starts_with('[') {
+        if unbracketed(host).parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(AddressError::BadV6);
+        }
+    } else if !is_host_name(host) {
+        return Err(AddressError::BadHost);
+    }
+    Ok((host, port))
+}
+
+/// A DNS name or an IPv4 address as written in a configuration: dot-separated labels
+/// of letters, digits, `-` and `_`, at most 63 bytes each and 253 in all.
+pub(crate) fn is_host_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
@@ -250,6 +285,32 @@ mod tests {
             "http://p:3128/path",
         ] {
             assert!(parse_parent_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The one `host:port` check of parent URLs and `pac.proxy`, each refusal with its
+    /// reason; the host comes back as written (brackets kept).
+    #[test]
+    fn proxy_addresses_need_a_host_and_a_port() {
+        assert_eq!(proxy_address("p.example:3128"), Ok(("p.example", 3128)));
+        assert_eq!(proxy_address("10.0.0.1:8080"), Ok(("10.0.0.1", 8080)));
+        assert_eq!(proxy_address("[2001:db8::1]:80"), Ok(("[2001:db8::1]", 80)));
+        for (bad, why) in [
+            ("p.example", AddressError::NoPort),
+            ("[2001:db8::1]", AddressError::NoPort),
+            ("p.example:", AddressError::BadPort),
+            ("p.example:0", AddressError::BadPort),
+            ("p.example:65536", AddressError::BadPort),
+            ("p.example:x", AddressError::BadPort),
+            ("[2001:db8::1:80", AddressError::BadV6),
+            ("[2001:db8::1]x:80", AddressError::BadV6),
+            ("[zz]:80", AddressError::BadV6),
+            // Without brackets the last colon is the port's: an IPv6 host is refused.
+            ("2001:db8::1:80", AddressError::BadHost),
+            (":3128", AddressError::BadHost),
+            ("p\";x=\":3128", AddressError::BadHost),
+        ] {
+            assert_eq!(proxy_address(bad), Err(why), "{bad}");
         }
     }
 

@@ -777,6 +777,106 @@ fn ldap_settings_are_checked_at_load() {
     );
 }
 
+/// A keytab as `kadmin ktadd` writes it (version 0x0502), one key per principal.
+fn keytab(principals: &[(&str, &[&str])]) -> Vec<u8> {
+    let counted = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    let mut keytab = vec![5, 2];
+    for (realm, components) in principals {
+        let mut entry = (components.len() as u16).to_be_bytes().to_vec();
+        counted(&mut entry, realm.as_bytes());
+        for c in *components {
+            counted(&mut entry, c.as_bytes());
+        }
+        entry.extend_from_slice(&[0, 0, 0, 1, 0x65, 0, 0, 0, 2, 0, 18]);
+        counted(&mut entry, &[7; 32]);
+        keytab.extend_from_slice(&(entry.len() as i32).to_be_bytes());
+        keytab.extend(entry);
+    }
+    keytab
+}
+
+/// SPEC §10: the Kerberos keys `sluice check` refuses, each at its line: a keytab that
+/// cannot be read or is not one, one without an HTTP/ principal, a principal the keytab
+/// has no key for, a principal without a keytab; the default principal is the first
+/// HTTP/ one.
+#[test]
+fn kerberos_settings_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    std::fs::write(
+        path.join("proxy.keytab"),
+        keytab(&[
+            ("CORP.EXAMPLE", &["host", "proxy.corp.example"]),
+            ("CORP.EXAMPLE", &["HTTP", "proxy.corp.example"]),
+            ("CORP.EXAMPLE", &["HTTP", "proxy2.corp.example"]),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        path.join("host.keytab"),
+        keytab(&[("CORP.EXAMPLE", &["host", "proxy.corp.example"])]),
+    )
+    .unwrap();
+    std::fs::write(path.join("text.keytab"), "not a keytab\n").unwrap();
+    let load = |text: &str| Config::from_str(text, "sluice.toml", path);
+    let config = load("[auth]\nkerberos_keytab = \"proxy.keytab\"\n").unwrap();
+    let kerberos = config.settings.auth.kerberos.unwrap();
+    assert_eq!(kerberos.principal, "HTTP/proxy.corp.example@CORP.EXAMPLE");
+    assert_eq!(kerberos.keytab, path.join("proxy.keytab"));
+    let config = load(
+        "[auth]\nkerberos_keytab = \"proxy.keytab\"\n\
+         kerberos_principal = \"HTTP/proxy2.corp.example@CORP.EXAMPLE\"\n",
+    )
+    .unwrap();
+    let kerberos = config.settings.auth.kerberos.unwrap();
+    assert_eq!(kerberos.principal, "HTTP/proxy2.corp.example@CORP.EXAMPLE");
+    assert!(Config::embedded_default().settings.auth.kerberos.is_none());
+
+    let errors = |text: &str| -> Vec<String> {
+        load(text)
+            .err()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let e = errors("[auth]\n\nkerberos_keytab = \"missing.keytab\"\n");
+    assert!(
+        e[0].starts_with("sluice.toml:3: auth.kerberos_keytab: cannot read"),
+        "{e:?}"
+    );
+    let e = errors("[auth]\nkerberos_keytab = \"text.keytab\"\n");
+    assert_eq!(
+        e,
+        ["sluice.toml:2: auth.kerberos_keytab: not a keytab (expected version 0x0502)"]
+    );
+    let e = errors("[auth]\nkerberos_keytab = \"host.keytab\"\n");
+    assert!(
+        e[0].starts_with("sluice.toml:2: auth.kerberos_keytab: ")
+            && e[0].contains(
+                "holds no HTTP/ service principal (it holds: host/proxy.corp.example@CORP.EXAMPLE)"
+            ),
+        "{e:?}"
+    );
+    let e = errors(
+        "[auth]\nkerberos_keytab = \"proxy.keytab\"\n\
+         kerberos_principal = \"HTTP/other.corp.example@CORP.EXAMPLE\"\n",
+    );
+    assert!(
+        e[0].starts_with("sluice.toml:3: auth.kerberos_principal: ")
+            && e[0].contains("holds no key for HTTP/other.corp.example@CORP.EXAMPLE"),
+        "{e:?}"
+    );
+    let e = errors("[auth]\nkerberos_principal = \"HTTP/proxy.corp.example@CORP.EXAMPLE\"\n");
+    assert_eq!(
+        e,
+        ["sluice.toml:2: auth.kerberos_principal: needs auth.kerberos_keytab, which holds its key"]
+    );
+}
+
 /// SPEC §4, §6: every error of a file at once, in file order, not just the first one
 /// serde meets (issue 11: an unknown key, an unknown action, a bad CIDR, a bad regex and
 /// an unknown category).

@@ -471,10 +471,13 @@ fn explain_without_sni_uses_the_connect_host_and_shows_defaults() {
 fn explain_an_sni_differing_from_the_connect_host() {
     let p = policy(RULES);
     let e = p.explain(&facts("other.example"), Some("blocked.example"));
+    // Closed by the SNI check, as a connection would be: no rule decides.
     assert_eq!(
-        e.client_hello,
-        Some(decision(SslAction::Terminate, "blocked"))
+        e.client_hello.as_ref().unwrap().action,
+        SslAction::Terminate
     );
+    assert_eq!(e.decided_by(), Some(sluice_policy::DecidedBy::SniMismatch));
+    assert_eq!(e.rule(), None);
     assert_eq!(e.sni_mismatch, Some(sluice_policy::SniMismatch::Terminate));
     assert!(e.to_string().ends_with(
         "  the SNI differs from the CONNECT host and tls.on_sni_mismatch = \"terminate\": the connection is closed\n\

@@ -187,6 +187,22 @@ impl Table {
         }
     }
 
+    /// Take in a bypass the fleet learned. False when one is in force here already
+    /// (or it has expired).
+    pub fn adopt(&mut self, learned: LearnedBypass, max_names: usize, now: SystemTime) -> bool {
+        if now >= learned.expires {
+            return false;
+        }
+        let sni = learned.sni.clone();
+        let Some(entry) = self.fresh_entry(&sni, max_names, now) else {
+            return false;
+        };
+        entry.rejections = Vec::new();
+        entry.learned = Some(learned);
+        self.version += 1;
+        true
+    }
+
     /// Drop what no longer matters: names whose bypass expired and whose rejections
     /// are all older than ten minutes.
     pub fn prune(&mut self, now: SystemTime) {
@@ -345,6 +361,11 @@ impl BypassTable {
     /// The bypasses in force, sorted by name.
     pub fn list(&self) -> Vec<LearnedBypass> {
         self.lock().list(SystemTime::now())
+    }
+
+    /// [`Table::adopt`] now.
+    pub fn adopt(&self, learned: LearnedBypass, max_names: usize) -> bool {
+        self.lock().adopt(learned, max_names, SystemTime::now())
     }
 
     /// Forget `sni` entirely (its bypass and its count). False if it was not bypassed.

@@ -2,30 +2,33 @@
 //! certificate minters, the upstream TLS configuration, the access log and the pool of
 //! plain-HTTP upstream connections. Built once per configuration.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use sluice_inspect::{Scanner, Spooler};
-use sluice_policy::{Config, LeafKey};
+use sluice_policy::{Config, LeafKey, UpstreamProxy};
 use sluice_tls::ca::{CertificateAuthority, KeyKind};
 use sluice_tls::mint::{LeafKeyKind, Minter};
 use sluice_tls::verify::UpstreamVerifier;
 
-use crate::aia::IssuerFetcher;
+use crate::dial::aia::IssuerFetcher;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::access_log::{AccessLog, Recorder};
 use crate::auth::Authenticator;
-use crate::bump::{CertificateRequestSeen, ChainSeen, UpstreamConfigs};
-use crate::bypass::BypassTable;
-use crate::forward::PlainClient;
-use crate::local_addrs::LocalAddrs;
-use crate::metrics::Metrics;
-use crate::resolve::Resolver;
-use crate::syslog::Syslog;
-use crate::upstream::Dialer;
+use crate::bypass::{BypassTable, LearnedBypass};
+use crate::cluster::{Cluster, Node};
+use crate::dial::local_addrs::LocalAddrs;
+use crate::dial::pool::PlainClient;
+use crate::dial::resolve::Resolver;
+use crate::dial::tls::UpstreamConfigs;
+use crate::dial::Dialer;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::recorder::Recorder;
+use crate::telemetry::syslog::Syslog;
 
 /// TLS sessions of returning clients kept for resumption.
 const CLIENT_SESSIONS: usize = 20_000;
@@ -38,8 +41,9 @@ pub enum ProxyError {
     UntrustedCa(String),
     #[error("setting up TLS session resumption: {0}")]
     Tls(String),
-    #[error("auth.ldap_ca: {0}")]
-    LdapCa(String),
+    /// `[auth]` could not be set up; the message names the key.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// What outlives a configuration generation: one per process.
@@ -56,11 +60,14 @@ pub struct Shared {
     /// connections close once idle. Set by `server::serve`; every configuration
     /// generation watches it.
     pub(crate) draining: CancellationToken,
+    /// The fleet (`[cluster]`, as started: a reload does not change it).
+    pub(crate) cluster: Cluster,
 }
 
 impl Shared {
-    pub fn new(max_connections: usize) -> Arc<Self> {
+    pub fn new(max_connections: usize, cluster: Cluster) -> Arc<Self> {
         Arc::new(Shared {
+            cluster,
             bypass: Arc::new(BypassTable::default()),
             metrics: Arc::new(Metrics::default()),
             connection_slots: Arc::new(Semaphore::new(max_connections)),
@@ -72,6 +79,18 @@ impl Shared {
     /// Whether the proxy has stopped accepting and is draining its connections.
     pub fn is_draining(&self) -> bool {
         self.draining.is_cancelled()
+    }
+
+    /// Share with the fleet from now on (a task for the life of the process); nothing
+    /// when alone. `current`: the generation in force, whose access log records the
+    /// bypasses the fleet learns through this node.
+    pub fn start_cluster(&self, current: Arc<ArcSwap<Proxy>>) {
+        tokio::spawn(crate::cluster::run_link(
+            self.cluster.clone(),
+            self.bypass.clone(),
+            self.metrics.clone(),
+            current,
+        ));
     }
 
     pub(crate) fn start_draining(&self) {
@@ -96,8 +115,6 @@ pub struct Proxy {
     pub(crate) crypto: Arc<rustls::crypto::CryptoProvider>,
     /// Upstream TLS for bumped connections, one configuration per ALPN offer.
     pub(crate) upstream_tls: UpstreamConfigs,
-    /// `tls.trusted_server_certs`: server leaves treated as valid.
-    pub(crate) trusted_server_certs: HashSet<[u8; 32]>,
     /// Session resumption for clients of certificates minted by the trusted CA, and
     /// apart from it for those of the untrusted CA: a session never crosses verdicts
     /// (SPEC §2.3), so a client cannot resume its way past an `untrusted` warning.
@@ -123,6 +140,19 @@ pub struct Proxy {
     pub(crate) spooler: Spooler,
     /// The drain signal of [`Shared::draining`].
     pub(crate) draining: CancellationToken,
+    /// The fleet: told what this node learns, without waiting.
+    pub(crate) cluster: Cluster,
+}
+
+/// The fleet's link asks the generation in force.
+impl Node for Arc<ArcSwap<Proxy>> {
+    fn learn_max_names(&self) -> usize {
+        self.load().config.settings.tls.learn_max_names
+    }
+
+    fn record_learned(&self, learned: &LearnedBypass) {
+        self.load().log.write_learned(learned);
+    }
 }
 
 /// A ticket key and a session cache for the client leg of bumps.
@@ -132,10 +162,15 @@ pub(crate) struct Resumption {
 }
 
 impl Resumption {
-    fn new() -> Result<Self, ProxyError> {
-        Ok(Resumption {
-            tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
+    /// With `tickets` (the fleet's), or a ticket key of this generation's own.
+    fn new(tickets: Option<Arc<dyn rustls::server::ProducesTickets>>) -> Result<Self, ProxyError> {
+        let tickets = match tickets {
+            Some(tickets) => tickets,
+            None => rustls::crypto::aws_lc_rs::Ticketer::new()
                 .map_err(|e| ProxyError::Tls(e.to_string()))?,
+        };
+        Ok(Resumption {
+            tickets,
             sessions: rustls::server::ServerSessionMemoryCache::new(CLIENT_SESSIONS),
         })
     }
@@ -166,12 +201,7 @@ impl Proxy {
                 .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
         let verifier = UpstreamVerifier::new(&tls.upstream_roots, &tls.crl_files)
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
-        let mut upstream_tls = (*verifier.client_config(Vec::new())).clone();
-        upstream_tls.client_auth_cert_resolver = Arc::new(CertificateRequestSeen);
-        upstream_tls
-            .dangerous()
-            .set_certificate_verifier(Arc::new(ChainSeen(verifier.handshake_verifier())));
-        let upstream_tls = UpstreamConfigs::new(&upstream_tls);
+        let upstream_tls = UpstreamConfigs::new(&verifier);
         let dialer = Arc::new(Dialer::new(
             Resolver::new(&config.settings.hosts_file),
             LocalAddrs::new(listeners),
@@ -183,6 +213,8 @@ impl Proxy {
             .syslog
             .as_ref()
             .map(|target| Arc::new(Syslog::start(target, log_settings.syslog_format)));
+        // In a fleet, the ticket keys are the fleet's, per verdict (cluster/tickets.rs).
+        let fleet_tickets = shared.cluster.ticketers();
         let ca_pem = ca.cert_pem().to_string();
         let ca_der = ca.cert_der().to_vec();
         Ok(Arc::new(Proxy {
@@ -192,26 +224,19 @@ impl Proxy {
             issuers: IssuerFetcher::new(dialer.clone()),
             crypto: Arc::new(sluice_tls::crypto::provider()),
             upstream_tls,
-            trusted_server_certs: tls.trusted_server_certs.iter().copied().collect(),
-            trusted_resumption: Resumption::new()?,
-            untrusted_resumption: Resumption::new()?,
+            trusted_resumption: Resumption::new(fleet_tickets.as_ref().map(|t| t.0.clone() as _))?,
+            untrusted_resumption: Resumption::new(fleet_tickets.map(|t| t.1 as _))?,
+            cluster: shared.cluster.clone(),
             bypass: shared.bypass.clone(),
             ca_pem,
             ca_der,
             log: Recorder::new(log, syslog, shared.metrics.clone()),
             metrics: shared.metrics.clone(),
             plain: PlainClient::new(dialer.clone()),
-            parent_plain: config
-                .settings
-                .upstream_proxies
-                .iter()
-                .map(|parent| {
-                    let client = PlainClient::via_parent(dialer.clone(), parent.clone());
-                    (parent.name.clone(), client)
-                })
-                .collect(),
+            parent_plain: parent_pools(&config.settings.upstream_proxies, &dialer),
             auth: Authenticator::new(&config.settings.auth)
-                .map_err(|e| ProxyError::LdapCa(e.to_string()))?,
+                .map_err(|e| ProxyError::Auth(e.to_string()))?
+                .map(|auth| auth.in_fleet(shared.cluster.clone())),
             scanner: Scanner::new(&config.settings.anti_virus),
             spooler: Spooler::new(config.settings.anti_virus.max_scan_size)
                 .with_total(config.settings.anti_virus.max_spool_total),
@@ -220,4 +245,15 @@ impl Proxy {
             config,
         }))
     }
+}
+
+/// One pool of plain-HTTP connections per parent proxy, by name.
+fn parent_pools(parents: &[UpstreamProxy], dialer: &Arc<Dialer>) -> Vec<(String, PlainClient)> {
+    parents
+        .iter()
+        .map(|parent| {
+            let client = PlainClient::via_parent(dialer.clone(), parent.clone());
+            (parent.name.clone(), client)
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
-//! The data path of sluice: listeners, the CONNECT flow with its two decision stages,
-//! tunnel (splice on Linux), bump (TLS on both sides, HTTP/1.1 relay), plain HTTP
-//! forwarding, block pages and the per-connection access-log record.
+//! The data path of sluice: listeners (explicit, transparent, admin), the CONNECT flow
+//! with its two decision stages, tunnel (splice on Linux), bump (TLS on both sides,
+//! HTTP/1.1 and HTTP/2 to either side, WebSocket), plain HTTP forwarding, inspection,
+//! block pages and the access-log records.
 //!
 //! Policy is asked, never interpreted here: every decision comes from
 //! [`sluice_policy::Policy`]. Every socket and every timer lives here.
@@ -8,43 +9,32 @@
 #[macro_use]
 mod delegate;
 
-mod access_log;
-mod admin;
-mod aia;
-mod auth;
-mod block_page;
+// The layers, from where a connection comes in to what it leaves behind; a layer
+// imports only the ones below it (ARCHITECTURE.md, "Layers").
 mod bump;
-pub mod bypass;
-mod client_hello_reader;
 mod connect;
-mod connection;
-mod context;
-mod counting;
-mod exchange;
-mod forward;
-mod graceful;
-pub mod head;
-mod hop_by_hop;
-mod inspection;
-pub mod ldap;
-mod local_addrs;
-mod metrics;
-mod pipe;
-mod plain;
-mod progress;
-pub mod proxy_header;
-mod read_ahead;
-mod relay;
-mod replies;
-mod resolve;
-mod server;
-mod syslog;
-mod transparent;
-mod upgrade;
-mod upstream;
+mod edge;
+mod http;
+mod outcome;
+mod telemetry;
+mod tunnel;
 
-pub use access_log::AccessLog;
-pub use admin::{serve_admin, Admin, Reload};
+// What every layer may use: the configuration generation and the services it holds.
+mod auth;
+mod body;
+pub mod bypass;
+pub mod cluster;
+mod context;
+mod dial;
+mod slot;
+
+pub use auth::ldap;
+pub use edge::proxy_header;
+pub use http::head;
+
+pub use cluster::Cluster;
 pub use context::{Proxy, ProxyError, Shared};
-pub use server::{serve, CurrentProxy, Listener};
-pub use transparent::bind_transparent;
+pub use edge::admin::{serve_admin, Admin, Reload};
+pub use edge::server::{serve, CurrentProxy, Listener};
+pub use edge::transparent::bind_transparent;
+pub use telemetry::access_log::AccessLog;

@@ -20,7 +20,12 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     let host = args.host.trim_start_matches('[').trim_end_matches(']');
     let dest_ip: Option<IpAddr> = host.parse().ok();
-    let groups = match (&args.user, &config.settings.auth.ldap) {
+    let auth = &config.settings.auth;
+    let groups = match (&args.user, &auth.ldap) {
+        // A Kerberos principal is looked up by its short name (SPEC §10).
+        (Some(user), Some(ldap)) if auth.kerberos.is_some() => {
+            directory_groups(ldap, sluice_policy::principal_short_name(user))
+        }
         (Some(user), Some(ldap)) => directory_groups(ldap, user),
         _ => Vec::new(),
     };

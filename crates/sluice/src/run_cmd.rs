@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use sd_notify::NotifyState;
-use sluice_policy::{Config, LogTarget};
+use sluice_policy::{ClusterSettings, Config, LogTarget};
 use sluice_proxy::{
-    bind_transparent, serve_admin, AccessLog, Admin, CurrentProxy, Listener, Proxy, Reload, Shared,
+    bind_transparent, serve_admin, AccessLog, Admin, Cluster, CurrentProxy, Listener, Proxy,
+    Reload, Shared,
 };
 use sluice_tls::ca::CertificateAuthority;
 use tokio::net::TcpListener;
@@ -91,7 +92,12 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
         .copied()
         .chain(admin_bound)
         .collect();
-    let shared = Shared::new(config.settings.limits.max_connections);
+    let cluster = match &config.settings.cluster.redis {
+        Some(redis) => Cluster::new(redis, &ca.derive_secret(b"fleet session-ticket key wrap"))
+            .context("making the session-ticket keys")?,
+        None => Cluster::alone(),
+    };
+    let shared = Shared::new(config.settings.limits.max_connections, cluster);
     load_learned_bypasses(&shared, &config);
     let fingerprint = ca.fingerprint_sha256();
     let proxy = Proxy::new(
@@ -102,12 +108,14 @@ async fn serve(config: Arc<Config>, config_path: Option<PathBuf>) -> anyhow::Res
         &shared,
     )?;
     let current: CurrentProxy = Arc::new(ArcSwap::new(proxy));
+    shared.start_cluster(current.clone());
     let reloader = Arc::new(Reloader {
         path: config_path,
         current: current.clone(),
         shared: shared.clone(),
         own,
         log: Mutex::new((config.settings.log.access.clone(), log.clone())),
+        cluster: config.settings.cluster.clone(),
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -223,6 +231,8 @@ struct Reloader {
     own: Vec<SocketAddr>,
     /// The access log in use and where it writes; reopened only when that changes.
     log: Mutex<(LogTarget, AccessLog)>,
+    /// `[cluster]` as started (a reload does not change it).
+    cluster: ClusterSettings,
 }
 
 impl Reload for Reloader {
@@ -256,6 +266,9 @@ impl Reloader {
             let reopened =
                 open_log(&config.settings.log.access).map_err(|e| vec![format!("{e:#}")])?;
             *log = (config.settings.log.access.clone(), reopened);
+        }
+        if config.settings.cluster != self.cluster {
+            tracing::warn!("[cluster] changed: it takes effect at the next restart");
         }
         let proxy = Proxy::new(
             Arc::new(config),

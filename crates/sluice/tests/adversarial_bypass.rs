@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::certs::{TestPki, UNRESOLVED_NAME};
 use support::origin::HELLO;
+use support::pinned::{pinning_root, via_localhost};
 use support::sluice::SluiceConfig;
 use support::{curl, fetch, openssl_s_client, CurlOutput, Origin, OriginOptions, Sluice};
 
@@ -34,28 +34,6 @@ fn bypasses(sluice: &Sluice) -> Value {
     serde_json::from_slice(&admin(sluice, "GET", "/bypass").body).unwrap()
 }
 
-/// curl through sluice to `https://localhost:PORT/hello` from the client address
-/// `source`, trusting only `cacert`. The CONNECT names `localhost`, which the proxy
-/// resolves to 127.0.0.1, the origin's address: the SNI is verified.
-fn via_name(sluice: &Sluice, port: u16, cacert: &Path, source: &str) -> CurlOutput {
-    curl(&[
-        "-x",
-        &sluice.proxy_url(),
-        "--interface",
-        source,
-        "--cacert",
-        cacert.to_str().unwrap(),
-        &format!("https://localhost:{port}/hello"),
-    ])
-}
-
-/// A client that pins the origin's own root, so it rejects sluice's replacement.
-fn pinning_root(pki: &TestPki) -> tempfile::NamedTempFile {
-    let root = tempfile::NamedTempFile::new().unwrap();
-    pki.write_root(root.path());
-    root
-}
-
 fn bypass_records(sluice: &Sluice) -> Vec<Value> {
     sluice
         .records()
@@ -76,7 +54,7 @@ fn one_client_address_aborting_five_times_teaches_nothing() {
     let sluice = start(&pki, &[origin.port()], "", "");
     let root = pinning_root(&pki);
     for _ in 0..5 {
-        let out = via_name(&sluice, origin.port(), root.path(), "127.0.0.2");
+        let out = via_localhost(&sluice, origin.port(), root.path(), "127.0.0.2");
         assert_eq!(out.code, 60, "the pinning client rejects: {}", out.stderr);
     }
     sluice.wait_records("of rejections", 5, |r| {
@@ -85,7 +63,7 @@ fn one_client_address_aborting_five_times_teaches_nothing() {
     assert_eq!(bypasses(&sluice), serde_json::json!([]));
     assert!(bypass_records(&sluice).is_empty());
     // Still bumped for everyone, that client included.
-    let out = via_name(&sluice, origin.port(), &sluice.ca_path(), "127.0.0.2");
+    let out = via_localhost(&sluice, origin.port(), &sluice.ca_path(), "127.0.0.2");
     assert_eq!(out.code, 0, "bumped: {}", out.stderr);
     assert_eq!(out.body_text(), HELLO);
     let bumped = sluice.wait_record("of the bumped connection", |r| {
@@ -107,7 +85,7 @@ fn three_distinct_client_addresses_teach_the_bypass() {
     let sluice = start(&pki, &[origin.port()], "", "");
     let root = pinning_root(&pki);
     for source in ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"] {
-        let out = via_name(&sluice, origin.port(), root.path(), source);
+        let out = via_localhost(&sluice, origin.port(), root.path(), source);
         assert_eq!(out.code, 60, "{}", out.stderr);
     }
     sluice.wait_records("of rejections", 4, |r| {
@@ -118,7 +96,7 @@ fn three_distinct_client_addresses_teach_the_bypass() {
         serde_json::json!([]),
         "two addresses are not enough"
     );
-    let out = via_name(&sluice, origin.port(), root.path(), "127.0.0.4");
+    let out = via_localhost(&sluice, origin.port(), root.path(), "127.0.0.4");
     assert_eq!(out.code, 60, "{}", out.stderr);
 
     let record = sluice.wait_record("of kind bypass", |r| r["kind"] == "bypass");
@@ -140,7 +118,7 @@ fn three_distinct_client_addresses_teach_the_bypass() {
     assert_eq!(explained["action"], "tunnel-sni");
 
     // Tunneled now: the pinning client meets the origin's own certificate.
-    let out = via_name(&sluice, origin.port(), root.path(), "127.0.0.5");
+    let out = via_localhost(&sluice, origin.port(), root.path(), "127.0.0.5");
     assert_eq!(out.code, 0, "tunneled: {}", out.stderr);
     assert_eq!(out.body_text(), HELLO);
     let tunneled = sluice.wait_record("of the tunnel", |r| r["rule"] == "learned-bypass");
@@ -150,7 +128,7 @@ fn three_distinct_client_addresses_teach_the_bypass() {
     // Deleted: counting starts again from zero, so one more rejection is not enough.
     assert_eq!(admin(&sluice, "DELETE", "/bypass/localhost").status, 204);
     assert_eq!(admin(&sluice, "DELETE", "/bypass/localhost").status, 404);
-    let out = via_name(&sluice, origin.port(), root.path(), "127.0.0.4");
+    let out = via_localhost(&sluice, origin.port(), root.path(), "127.0.0.4");
     assert_eq!(out.code, 60, "bumped again: {}", out.stderr);
     sluice.wait_records("of rejections", 6, |r| {
         r["error"] == "client_rejected_certificate"
@@ -242,7 +220,7 @@ fn a_certificate_request_from_the_snis_own_server_teaches_at_once() {
     assert_eq!(record["count"], 1);
     // Tunneled now: the client itself meets the certificate request.
     let root = pinning_root(&pki);
-    let _ = via_name(&sluice, origin.port(), root.path(), "127.0.0.2");
+    let _ = via_localhost(&sluice, origin.port(), root.path(), "127.0.0.2");
     let tunneled = sluice.wait_record("of the tunnel", |r| r["rule"] == "learned-bypass");
     assert_eq!(tunneled["action"], "tunnel-sni");
 }
@@ -290,7 +268,7 @@ fn a_tls12_server_that_demands_a_client_certificate_teaches_at_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let sluice = start(&pki, &[port], "", "");
-    let out = via_name(&sluice, port, &sluice.ca_path(), "127.0.0.2");
+    let out = via_localhost(&sluice, port, &sluice.ca_path(), "127.0.0.2");
     assert_eq!(out.status, 502, "{}", out.stderr);
     let record = sluice.wait_record("of kind bypass", |r| r["kind"] == "bypass");
     assert_eq!(record["sni"], "localhost");
@@ -309,7 +287,7 @@ fn a_learned_bypass_survives_a_restart() {
         ..Default::default()
     });
     let mut sluice = start(&pki, &[origin.port()], "", "");
-    let out = via_name(&sluice, origin.port(), &sluice.ca_path(), "127.0.0.2");
+    let out = via_localhost(&sluice, origin.port(), &sluice.ca_path(), "127.0.0.2");
     assert_eq!(out.status, 502, "{}", out.stderr);
     sluice.wait_record("of kind bypass", |r| r["kind"] == "bypass");
     let state = sluice.path("sluice-data/bypass.json");
@@ -329,7 +307,7 @@ fn a_learned_bypass_survives_a_restart() {
     let restarted = Sluice::spawn(dir, &["run", "-c", "sluice.toml"]);
     assert_eq!(bypasses(&restarted), before);
     let root = pinning_root(&pki);
-    let _ = via_name(&restarted, origin.port(), root.path(), "127.0.0.3");
+    let _ = via_localhost(&restarted, origin.port(), root.path(), "127.0.0.3");
     let tunneled = restarted.wait_record("of the tunnel", |r| {
         r["kind"] == "connect" && r["rule"] == "learned-bypass"
     });
@@ -341,6 +319,88 @@ fn a_learned_bypass_survives_a_restart() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        text.contains("result: tunnel-sni at stage client_hello, rule learned-bypass"),
+        "{text}"
+    );
+}
+
+/// `/explain` and `sluice explain` decide with the learned bypasses in force, as a
+/// connection would (issue 12): bump by default before the learning, tunnel-sni by the
+/// learned bypass after, for the SNI in any form; a rule still wins over it.
+#[test]
+fn explain_tells_a_learned_bypass_from_a_rule_and_the_default() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+        client_ca: Some(pki.root_der()),
+        ..Default::default()
+    });
+    let rule = "[[ssl_rules]]\nname = \"inspect\"\ndomains = [\"bump.test\"]\naction = \"bump\"\n";
+    let sluice = start(&pki, &[origin.port()], "", rule);
+    let explain = |query: &str| -> Value {
+        let out = admin(&sluice, "GET", &format!("/explain?{query}"));
+        assert_eq!(out.status, 200, "{}", out.body_text());
+        serde_json::from_slice(&out.body).unwrap()
+    };
+    let command = |args: &[&str]| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["explain", "-c", "sluice.toml"])
+            .args(args)
+            .current_dir(sluice.dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = explain("host=localhost&sni=localhost");
+    assert_eq!(before["action"], "bump", "{before}");
+    assert_eq!(before["rule"], "default");
+    assert_eq!(before["by"], "default");
+    let text = command(&["--host", "localhost", "--sni", "localhost"]);
+    assert!(
+        text.contains("result: bump at stage client_hello, rule default"),
+        "{text}"
+    );
+
+    // A server that asks for a client certificate teaches the bypass at once.
+    let out = via_localhost(&sluice, origin.port(), &sluice.ca_path(), "127.0.0.2");
+    assert_eq!(out.status, 502, "{}", out.stderr);
+    sluice.wait_record("of kind bypass", |r| r["kind"] == "bypass");
+
+    for query in [
+        "host=localhost&sni=localhost",
+        "host=localhost",
+        "host=LocalHost.&sni=LOCALHOST",
+    ] {
+        let after = explain(query);
+        assert_eq!(after["action"], "tunnel-sni", "{query}: {after}");
+        assert_eq!(after["rule"], "learned-bypass", "{query}: {after}");
+        assert_eq!(after["by"], "learned_bypass", "{query}: {after}");
+        assert_eq!(after["stage"], "client_hello", "{query}: {after}");
+        assert_eq!(after["client_hello"]["by"], "learned_bypass", "{after}");
+    }
+    // A lying SNI is closed by the SNI check, learned bypass or not.
+    let lie = explain("host=bump.test&sni=localhost");
+    assert_eq!(lie["action"], "terminate", "{lie}");
+    assert_eq!(lie["by"], "sni_mismatch", "{lie}");
+    assert_eq!(lie["rule"], Value::Null, "no rule decides: {lie}");
+    // A rule decides its names whatever was learned.
+    let ruled = explain("host=bump.test&sni=bump.test");
+    assert_eq!(ruled["by"], "rule", "{ruled}");
+    assert_eq!(ruled["rule"], "inspect", "{ruled}");
+
+    // `sluice explain` reads the table the proxy keeps in tls.learn_state.
+    let state = sluice.path("sluice-data/bypass.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&state).is_ok_and(|s| s.contains("localhost")) {
+        assert!(Instant::now() < deadline, "the state file was not written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = command(&["--host", "localhost", "--sni", "localhost"]);
+    assert!(
+        text.contains("the SNI is a learned bypass: tunnel-sni"),
+        "{text}"
+    );
     assert!(
         text.contains("result: tunnel-sni at stage client_hello, rule learned-bypass"),
         "{text}"

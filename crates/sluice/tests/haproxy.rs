@@ -1,8 +1,8 @@
 //! A fleet behind HAProxy (SPEC §8, §12), with the example configuration of
 //! docs/haproxy.cfg as it is: two sluice nodes (on 127.0.0.11 and 127.0.0.12, the same
 //! ports, the same CA, each with its admin endpoint behind a token) and HAProxy in TCP
-//! mode sending PROXY v2 headers and checking each node's `/readyz`. `scripts/test`
-//! installs haproxy.
+//! mode sending PROXY v2 headers and checking each node's `/readyz`; for §12, both nodes
+//! sharing a real redis-server. `scripts/test` installs haproxy and redis-server.
 
 mod support;
 
@@ -236,4 +236,78 @@ fn a_node_drained_behind_haproxy_loses_no_connection() {
         .terminate(Duration::from_secs(20))
         .expect("the drained node exits");
     assert!(status.success(), "{status:?}");
+}
+
+/// The bumped connections counted on a node's `/metrics` (behind the admin token).
+fn bumped_on(node: &Sluice) -> u64 {
+    let url = format!("http://{}/metrics", node.admin.expect("admin endpoint"));
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    curl(&["-H", &auth, "-H", "Host: localhost", &url])
+        .body_text()
+        .lines()
+        .filter(|l| l.starts_with("sluice_connections_total{") && l.contains("action=\"bump\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// SPEC §12's tested example: the two nodes behind HAProxy (round robin, PROXY v2) share
+/// a real redis-server (`[cluster] redis`), so a client's TLS session made through one
+/// node resumes through the other: every resumption below is `Reused`, and both nodes
+/// served some.
+#[test]
+fn two_nodes_behind_haproxy_share_session_tickets_through_redis() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+        ..Default::default()
+    });
+    let redis = support::redis::Redis::start();
+    let shared = tempfile::tempdir().unwrap();
+    pki.write_root(&shared.path().join("upstream-root.pem"));
+    let cluster = format!("[cluster]\nredis = \"{}\"\n", redis.url());
+    let fleet = start_fleet(shared.path(), origin.port(), &cluster);
+    // Two rounds of health checks: both nodes in the rotation.
+    std::thread::sleep(Duration::from_secs(3));
+    let ca = shared.path().join("ca.pem");
+    let session = tempfile::NamedTempFile::new().unwrap();
+    let request = "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let target = format!("localhost:{}", origin.port());
+    let s_client = |flag: &str| {
+        support::openssl_s_client(
+            &[
+                "-proxy",
+                &fleet.haproxy.frontend,
+                "-connect",
+                &target,
+                "-servername",
+                "localhost",
+                "-CAfile",
+                ca.to_str().unwrap(),
+                "-ign_eof",
+                flag,
+                session.path().to_str().unwrap(),
+            ],
+            request,
+        )
+    };
+    let first = s_client("-sess_out");
+    assert!(
+        first.contains("New, TLSv1.3") && first.contains(HELLO),
+        "{first}"
+    );
+    for attempt in 0..6 {
+        let resumed = s_client("-sess_in");
+        assert!(
+            resumed.contains("Reused, TLSv1.3") && resumed.contains(HELLO),
+            "resumption {attempt}: {resumed}"
+        );
+        if bumped_on(&fleet.first) > 0 && bumped_on(&fleet.second) > 0 {
+            return;
+        }
+    }
+    panic!(
+        "HAProxy never sent a connection to both nodes: {} and {}",
+        bumped_on(&fleet.first),
+        bumped_on(&fleet.second)
+    );
 }

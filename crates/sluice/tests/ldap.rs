@@ -6,175 +6,12 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use support::certs::{Leaf, TestPki};
+use support::certs::TestPki;
 use support::origin::HELLO;
+use support::slapd::{Slapd, SUFFIX};
 use support::sluice::SluiceConfig;
 use support::{curl, Origin, OriginOptions, Sluice};
-
-const SUFFIX: &str = "dc=corp,dc=example";
-
-/// The test directory: alice (in Finance, itself in the nested all-staff) and bob (a
-/// uniqueMember of contractors); the service account is the root DN.
-const DIRECTORY: &str = "\
-dn: dc=corp,dc=example
-objectClass: dcObject
-objectClass: organization
-o: Corp
-dc: corp
-
-dn: ou=people,dc=corp,dc=example
-objectClass: organizationalUnit
-ou: people
-
-dn: uid=alice,ou=people,dc=corp,dc=example
-objectClass: inetOrgPerson
-uid: alice
-cn: Alice
-sn: Liddell
-userPassword: wonderland
-
-dn: uid=bob,ou=people,dc=corp,dc=example
-objectClass: inetOrgPerson
-uid: bob
-cn: Bob
-sn: Builder
-userPassword: canwefixit
-
-dn: ou=groups,dc=corp,dc=example
-objectClass: organizationalUnit
-ou: groups
-
-dn: cn=Finance,ou=groups,dc=corp,dc=example
-objectClass: groupOfNames
-cn: Finance
-member: uid=alice,ou=people,dc=corp,dc=example
-
-dn: cn=contractors,ou=groups,dc=corp,dc=example
-objectClass: groupOfUniqueNames
-cn: contractors
-uniqueMember: uid=bob,ou=people,dc=corp,dc=example
-
-dn: cn=all-staff,ou=groups,dc=corp,dc=example
-objectClass: groupOfNames
-cn: all-staff
-member: cn=Finance,ou=groups,dc=corp,dc=example
-";
-
-/// `slapd` on a loopback port (`ldap://`, StartTLS when it has a certificate) and, with a
-/// certificate, another (`ldaps://`); killed by PID when dropped.
-struct Slapd {
-    child: Child,
-    port: u16,
-    tls_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Slapd {
-    fn start() -> Slapd {
-        Slapd::start_with(None)
-    }
-
-    /// With `leaf` (a certificate for localhost): StartTLS and ldaps too.
-    fn start_with(leaf: Option<&Leaf>) -> Slapd {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path();
-        std::fs::create_dir(path.join("db")).unwrap();
-        let mut tls = String::new();
-        if let Some(leaf) = leaf {
-            std::fs::write(path.join("cert.pem"), &leaf.cert_pem).unwrap();
-            std::fs::write(path.join("key.pem"), &leaf.key_pem).unwrap();
-            tls = format!(
-                "TLSCertificateFile {dir}/cert.pem\nTLSCertificateKeyFile {dir}/key.pem\n",
-                dir = path.display()
-            );
-        }
-        let conf = format!(
-            "{tls}\
-             include /etc/ldap/schema/core.schema\n\
-             include /etc/ldap/schema/cosine.schema\n\
-             include /etc/ldap/schema/inetorgperson.schema\n\
-             pidfile {dir}/slapd.pid\n\
-             modulepath /usr/lib/ldap\n\
-             moduleload back_mdb\n\
-             database mdb\n\
-             suffix \"{SUFFIX}\"\n\
-             rootdn \"cn=admin,{SUFFIX}\"\n\
-             rootpw service-secret\n\
-             directory {dir}/db\n",
-            dir = path.display()
-        );
-        std::fs::write(path.join("slapd.conf"), conf).unwrap();
-        std::fs::write(path.join("directory.ldif"), DIRECTORY).unwrap();
-        let added = Command::new("slapadd")
-            .args(["-f", "slapd.conf", "-l", "directory.ldif"])
-            .current_dir(path)
-            .output()
-            .expect("slapadd (Debian package slapd)");
-        assert!(added.status.success(), "{added:?}");
-        let (port, tls_port) = (free_port(), free_port());
-        let mut urls = format!("ldap://127.0.0.1:{port}/");
-        if leaf.is_some() {
-            urls += &format!(" ldaps://127.0.0.1:{tls_port}/");
-        }
-        let child = Command::new("slapd")
-            .args(["-f", "slapd.conf", "-d", "0", "-h", &urls])
-            .current_dir(path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("slapd");
-        let slapd = Slapd {
-            child,
-            port,
-            tls_port,
-            _dir: dir,
-        };
-        slapd.wait_ready();
-        slapd
-    }
-
-    /// Until an anonymous search of the root answers (at most 10 s).
-    fn wait_ready(&self) {
-        for _ in 0..100 {
-            let search = Command::new("ldapsearch")
-                .args(["-x", "-H", &self.url(), "-b", SUFFIX, "-s", "base", "1.1"])
-                .output()
-                .expect("ldapsearch (Debian package ldap-utils)");
-            if search.status.success() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("slapd did not start on port {}", self.port);
-    }
-
-    fn url(&self) -> String {
-        format!("ldap://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// sluice checking Basic credentials against `slapd` with the service account.
 fn start(pki: &TestPki, slapd: &Slapd) -> Sluice {
@@ -424,4 +261,34 @@ fn groups_from_the_directory_decide_tunnel_vs_bump_and_block_vs_allow() {
         "{text}"
     );
     assert!(text.contains("finance-tunnels"), "{text}");
+}
+
+/// An unknown user costs the directory what a known user with a wrong password does: a
+/// search and a bind (against an entry that does not exist), so the answer's cost is no
+/// user-enumeration oracle. Counted in the directory's own operation log, not timed.
+#[test]
+fn an_unknown_user_costs_the_directory_what_a_wrong_password_does() {
+    let pki = TestPki::new();
+    let slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let sluice = start(&pki, &slapd);
+    // The operations of one check: the difference of the counts around it (the 407
+    // comes after the last operation's result). A simple bind is logged as `BIND
+    // dn="…" method=128` (and once more, with `mech=`, when it succeeds).
+    let cost = |credentials: &str| -> (usize, usize) {
+        let (binds, searches) = (
+            slapd.operations(" method=128"),
+            slapd.operations("SRCH base="),
+        );
+        let out = fetch_as(&sluice, &origin, credentials);
+        assert_eq!(out.status, 407, "{credentials}: {}", out.headers);
+        (
+            slapd.operations(" method=128") - binds,
+            slapd.operations("SRCH base=") - searches,
+        )
+    };
+    let known = cost("alice:looking-glass");
+    let unknown = cost("carol:looking-glass");
+    assert_eq!(known, (2, 1), "service bind, search, bind as alice");
+    assert_eq!(unknown, known, "an unknown user costs the same");
 }

@@ -353,6 +353,21 @@ impl CertificateAuthority {
         })
     }
 
+    /// A 32-byte secret derived from the CA key for `purpose` (HKDF-SHA256): what every
+    /// node holding this CA can compute and nobody without its key can. The key itself
+    /// never leaves this module.
+    pub fn derive_secret(&self, purpose: &[u8]) -> [u8; 32] {
+        use ring::hkdf::{Salt, HKDF_SHA256};
+        let salt = Salt::new(HKDF_SHA256, b"sluice CA-derived secret v1");
+        let prk = salt.extract(self.issuer.key().serialized_der());
+        let mut secret = [0u8; 32];
+        // 32 bytes is within HKDF-SHA256's limit (255 * 32), so neither step can fail.
+        if let Ok(okm) = prk.expand(&[purpose], HKDF_SHA256) {
+            let _ = okm.fill(&mut secret);
+        }
+        secret
+    }
+
     fn key_pem(&self) -> String {
         encode_pem(self.key_label, self.issuer.key().serialized_der())
     }
@@ -562,6 +577,19 @@ mod tests {
         x509_parser::parse_x509_certificate(der)
             .expect("valid DER")
             .1
+    }
+
+    #[test]
+    fn a_derived_secret_is_the_same_for_every_holder_of_the_ca_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = paths(&dir);
+        let (ca, _) = CertificateAuthority::load_or_create(&cert, &key).unwrap();
+        let again = CertificateAuthority::load(&cert, &key).unwrap();
+        let other = CertificateAuthority::generate("other", KeyKind::EcdsaP256).unwrap();
+        assert_eq!(ca.derive_secret(b"a"), again.derive_secret(b"a"));
+        assert_ne!(ca.derive_secret(b"a"), ca.derive_secret(b"b"));
+        assert_ne!(ca.derive_secret(b"a"), other.derive_secret(b"a"));
+        assert_ne!(ca.derive_secret(b"a"), [0u8; 32]);
     }
 
     fn paths(dir: &tempfile::TempDir) -> (PathBuf, PathBuf) {

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use super::parse::{self, Chunk, ChunkDecoder, IcapResponse, Section, MAX_HEAD};
 use super::pool::Connection;
 use super::request::{self, Method, Modify, Target, CHUNK_END, LAST_CHUNK, LAST_CHUNK_IEOF};
-use crate::engine::{ScanError, ScanOutcome, UNNAMED_THREAT};
+use crate::scan::{ScanError, ScanOutcome, UNNAMED_THREAT};
 use crate::spool::{SpoolReader, SpooledBody};
 
 /// Bytes buffered before a write to the socket.

@@ -30,7 +30,7 @@ use sluice_policy::IcapService;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::engine::{ScanError, ScanOutcome};
+use crate::scan::{within_timeout, ScanError, ScanOutcome};
 use crate::spool::SpooledBody;
 use exchange::{Done, Failure, Job};
 use pool::{Lease, Pool};
@@ -85,7 +85,7 @@ impl IcapClient {
 
     /// The service's options, fetched now (within the timeout) whatever the cache holds.
     pub async fn refresh_options(&self) -> Result<Arc<IcapOptions>, ScanError> {
-        self.within_timeout(async {
+        within_timeout(self.inner.timeout, async {
             let mut cached = self.inner.options.lock().await;
             self.fetch_into(&mut cached).await
         })
@@ -95,7 +95,7 @@ impl IcapClient {
     /// The service's options: the cached ones, or fetched when missing or past their
     /// `Options-TTL`.
     pub async fn options(&self) -> Result<Arc<IcapOptions>, ScanError> {
-        self.within_timeout(self.current_options()).await
+        within_timeout(self.inner.timeout, self.current_options()).await
     }
 
     /// How many OPTIONS requests were answered (for tests and metrics).
@@ -141,20 +141,10 @@ impl IcapClient {
     }
 
     async fn scan(&self, job: &Job<'_>) -> ScanOutcome {
-        match self.within_timeout(self.scan_now(job)).await {
+        match within_timeout(self.inner.timeout, self.scan_now(job)).await {
             Ok(outcome) => outcome,
             Err(error) => ScanOutcome::Failed(error),
         }
-    }
-
-    async fn within_timeout<T>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, ScanError>>,
-    ) -> Result<T, ScanError> {
-        let timeout = self.inner.timeout;
-        tokio::time::timeout(timeout, work)
-            .await
-            .unwrap_or(Err(ScanError::Timeout(timeout)))
     }
 
     async fn scan_now(&self, job: &Job<'_>) -> Result<ScanOutcome, ScanError> {

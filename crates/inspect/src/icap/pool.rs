@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::engine::ScanError;
+use crate::scan::ScanError;
 
 /// Connections at once when the server does not announce `Max-Connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 32;

@@ -3,8 +3,8 @@
 //! [`Origin`] (scheme, normalized host, effective port) and a path.
 
 use std::borrow::Cow;
-use std::net::Ipv6Addr;
 
+use crate::authority::{split_configured, ConfiguredError, ConfiguredHost};
 use crate::domain::normalize;
 
 /// Scheme, host and port of a URL, compared exactly.
@@ -136,17 +136,14 @@ pub(super) fn parse_request(url: &str) -> Option<(Origin<'_>, Cow<'_, str>)> {
 
 /// `host[:port]` or `[v6][:port]`, host normalized.
 fn parse_authority(authority: &str, https: bool) -> Result<Origin<'_>, String> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']').ok_or("unclosed `[` in the host")?;
-        let v6: Ipv6Addr = v6.parse().map_err(|_| "invalid IPv6 address")?;
-        (Cow::Owned(format!("[{v6}]")), after.strip_prefix(':'))
-    } else {
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        let host = normalize(host).map_err(|why| format!("invalid host `{host}`: {why}"))?;
-        (host, port)
+    let (host, port) = match split_configured(authority) {
+        Ok((ConfiguredHost::V6(v6), port)) => (Cow::Owned(format!("[{v6}]")), port),
+        Ok((ConfiguredHost::Other(host), port)) => {
+            let host = normalize(host).map_err(|why| format!("invalid host `{host}`: {why}"))?;
+            (host, port)
+        }
+        Err(ConfiguredError::Unclosed) => return Err("unclosed `[` in the host".into()),
+        Err(ConfiguredError::BadV6) => return Err("invalid IPv6 address".into()),
     };
     let port = match port {
         None | Some("") => default_port(https),
@@ -198,6 +195,7 @@ mod tests {
             ("http://x.example:0/", "invalid port `0`"),
             ("http://x.example:99999/", "invalid port `99999`"),
             ("http://[::1/", "unclosed `[` in the host"),
+            ("http://[zz]/", "invalid IPv6 address"),
             ("http:///path", "invalid host ``: empty name"),
             ("http://x.example/a b", "a URL may not contain spaces"),
         ] {

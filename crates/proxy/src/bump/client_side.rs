@@ -11,6 +11,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{AlertDescription, ProtocolVersion, ServerConfig};
 
 use crate::context::Proxy;
+use crate::outcome::Kind;
 
 /// Serves the one minted certificate of this connection.
 #[derive(Debug)]
@@ -65,8 +66,8 @@ pub(super) fn select_alpn<'a>(
     }
 }
 
-/// The access-log `error` for a failed client handshake.
-pub(super) fn handshake_error(e: &io::Error) -> &'static str {
+/// What kind of failure a failed client handshake is.
+pub(super) fn handshake_error(e: &io::Error) -> Kind {
     let alert = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -75,19 +76,17 @@ pub(super) fn handshake_error(e: &io::Error) -> &'static str {
             AlertDescription::UnknownCA
             | AlertDescription::BadCertificate
             | AlertDescription::CertificateUnknown,
-        )) => REJECTED,
-        Some(_) => "client_handshake_failed",
+        )) => Kind::ClientRejectedCertificate,
+        Some(_) => Kind::ClientHandshakeFailed,
         // A reset or a close in the middle of the handshake: typical of pinning apps.
         None => match e.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::BrokenPipe => REJECTED,
-            _ => "client_handshake_failed",
+            | io::ErrorKind::BrokenPipe => Kind::ClientRejectedCertificate,
+            _ => Kind::ClientHandshakeFailed,
         },
     }
 }
-
-pub(super) const REJECTED: &str = "client_rejected_certificate";
 
 pub(super) fn version_str(version: ProtocolVersion) -> &'static str {
     match version {

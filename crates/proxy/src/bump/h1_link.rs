@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncRead;
@@ -28,8 +26,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::upstream::UpstreamStream;
-use crate::forward::{boxed, BoxError, ProxyBody};
-use crate::upgrade;
+use crate::body::{boxed, ProxyBody};
+use crate::http::observe::{BodyEnd, BodyWatch, Watched};
+use crate::http::upgrade;
 
 /// How long a connection idles before hyper's state is dropped.
 const PARK_AFTER: Duration = Duration::from_millis(250);
@@ -319,68 +318,21 @@ fn still_open(mut stream: Box<UpstreamStream>) -> Option<Box<UpstreamStream>> {
 
 /// A body that reports to the connection's [`Usage`] when it ends, and whether it was
 /// read (or sent) to its end.
-struct Completion<B: Body> {
-    inner: B,
-    usage: Option<Arc<Usage>>,
-}
+type Completion<B> = Watched<B, Arc<Usage>>;
 
-impl<B: Body> Completion<B> {
-    fn new(inner: B, usage: Arc<Usage>) -> Self {
-        Completion {
-            inner,
-            usage: Some(usage),
-        }
-    }
-
-    fn ended(&mut self, complete: bool) {
-        if let Some(usage) = self.usage.take() {
-            usage.body_ended(complete);
-        }
-    }
-}
-
-impl<B> Body for Completion<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.ended(true),
-            Poll::Ready(Some(Err(_))) => self.ended(false),
-            _ => {}
-        }
-        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<B: Body> Drop for Completion<B> {
-    fn drop(&mut self) {
+impl BodyWatch for Arc<Usage> {
+    fn ended(self, end: BodyEnd<'_>) {
         // hyper stops polling a body that says it has ended (and never polls an empty
         // one: HEAD, 204, 304, a GET without a body).
-        let complete = self.inner.is_end_stream();
-        self.ended(complete);
+        let complete = matches!(end, BodyEnd::Finished | BodyEnd::Dropped { at_end: true });
+        self.body_ended(complete);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use http_body_util::{BodyExt, Empty, Full};
 
     #[test]

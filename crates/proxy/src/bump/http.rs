@@ -14,24 +14,33 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use sluice_policy::{decide_host, CertErrorPolicy, HostDecision, HostFacts, UpstreamProxy};
+use sluice_policy::{decide_host, CertErrorPolicy, HostDecision, HostFacts, Limits, UpstreamProxy};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use super::h1_link::{H1Link, NeedsConnection};
-use super::h2_settings::{ExtendedConnect, SettingsWatch};
-use super::upstream::{self, Acceptance, AlpnOffer, UpstreamStream, H2};
-use crate::access_log::Record;
-use crate::block_page::{BlockPage, BlockReason};
+use super::h2_settings::{watch_settings, ExtendedConnect};
+use super::upstream::{self, Acceptance, UpstreamStream, H2};
+use crate::body::{boxed, ProxyBody};
 use crate::context::Proxy;
-use crate::exchange::{exchange, Upstream};
-use crate::forward::{self, boxed, ProxyBody};
-use crate::inspection::RequestInfo;
+use crate::dial::tls::AlpnOffer;
+use crate::http::exchange::exchange;
+use crate::http::inspection::RequestInfo;
+use crate::http::respond::Block;
+use crate::http::send::{Sent, Upstream, UpstreamFailure};
+use crate::http::{message, respond};
+use crate::outcome::block_page::BlockReason;
+use crate::outcome::Failure;
+use crate::telemetry::access_log::Record;
 
 /// How the requests of a bumped connection are answered.
 pub(super) enum Mode {
     Forward(UpstreamLink),
-    Block { reason: BlockReason, detail: String },
+    /// Every request gets the block page of `failure`, saying `detail`.
+    Block {
+        failure: Failure,
+        detail: String,
+    },
 }
 
 /// The HTTP side of one bumped connection.
@@ -65,41 +74,22 @@ impl BumpedHttp {
             }
             _ => self.default_authority.clone(),
         };
-        let url = forward::absolute_url("https", &authority, &path);
-        let record = forward::http_record(&self.template, &request, url.clone());
-        let block = |reason: BlockReason, detail: &str, status: StatusCode, record: Record| {
-            let rule = self.template.rule.as_deref().unwrap_or("default");
-            let request_id = record.request_id.clone().unwrap_or_default();
-            let page = BlockPage {
-                reason,
-                detail,
-                url: &url,
-                rule,
-                request_id: &request_id,
-            };
-            forward::block(&self.proxy, record, &page, status)
-        };
+        let url = message::absolute_url("https", &authority, &path);
+        let record = respond::http_record(&self.template, &request, url.clone());
         let link = match &self.mode {
-            Mode::Block { reason, detail } => {
-                return block(*reason, detail, StatusCode::BAD_GATEWAY, record);
+            Mode::Block { failure, detail } => {
+                // Only failures that have a block page make a blocking bump.
+                let reason = failure
+                    .kind
+                    .block_reason()
+                    .unwrap_or(BlockReason::CertError);
+                return self.block(record, &url, reason, detail, StatusCode::BAD_GATEWAY);
             }
             Mode::Forward(link) => link,
         };
-        let host = match decision {
-            Ok(HostDecision::Forward(authority)) => authority.host,
-            Ok(HostDecision::Misdirected(authority)) => {
-                let detail = format!(
-                    "The request names {}, but the secure connection was opened for {} (domain fronting).",
-                    authority.host,
-                    self.tls_name()
-                );
-                let status = StatusCode::MISDIRECTED_REQUEST;
-                return block(BlockReason::HostMismatch, &detail, status, record);
-            }
-            Ok(HostDecision::BadRequest(error)) => {
-                return self.bad_request(record, error.as_str());
-            }
-            Err(kind) => return self.bad_request(record, kind),
+        let (host, record) = match self.host(decision, record, &url) {
+            Ok(host) => host,
+            Err(answered) => return answered,
         };
         let info = RequestInfo::new(
             &request,
@@ -111,7 +101,7 @@ impl BumpedHttp {
             url,
         )
         .with_groups(self.template.groups.clone());
-        let upstream = Upstream::Bumped {
+        let upstream = ToServer {
             link,
             authority: &authority,
             path: &path,
@@ -121,9 +111,54 @@ impl BumpedHttp {
         Box::pin(exchange(&self.proxy, record, info, request, upstream)).await
     }
 
-    fn bad_request(&self, record: Record, kind: &str) -> Response<ProxyBody> {
-        let why = format!("bad request: {kind}");
-        forward::refuse_with(&self.proxy.log, record, StatusCode::BAD_REQUEST, kind, &why)
+    /// The host the request is for, or the answer to a request for another host than
+    /// the TLS connection's (421 block page) or a bad one (400).
+    // The answer is returned to hyper at once, never held or passed along.
+    #[allow(clippy::result_large_err)]
+    fn host(
+        &self,
+        decision: Result<HostDecision, &'static str>,
+        record: Record,
+        url: &str,
+    ) -> Result<(String, Record), Response<ProxyBody>> {
+        match decision {
+            Ok(HostDecision::Forward(authority)) => Ok((authority.host, record)),
+            Ok(HostDecision::Misdirected(authority)) => {
+                let detail = format!(
+                    "The request names {}, but the secure connection was opened for {} (domain fronting).",
+                    authority.host,
+                    self.tls_name()
+                );
+                let status = StatusCode::MISDIRECTED_REQUEST;
+                Err(self.block(record, url, BlockReason::HostMismatch, &detail, status))
+            }
+            Ok(HostDecision::BadRequest(error)) => Err(self.bad_request(record, error.as_str())),
+            Err(kind) => Err(self.bad_request(record, kind)),
+        }
+    }
+
+    /// The block page, naming the connection's deciding rule.
+    fn block(
+        &self,
+        record: Record,
+        url: &str,
+        reason: BlockReason,
+        detail: &str,
+        status: StatusCode,
+    ) -> Response<ProxyBody> {
+        let rule = self.template.rule.as_deref().unwrap_or("default");
+        let page = Block {
+            reason,
+            status,
+            detail,
+            url,
+            rule,
+        };
+        respond::block(&self.proxy, record, page)
+    }
+
+    fn bad_request(&self, record: Record, reason: &'static str) -> Response<ProxyBody> {
+        respond::bad_request(&self.proxy.log, record, reason)
     }
 
     /// The name the client's TLS connection was opened for: the SNI, or without one the
@@ -135,17 +170,15 @@ impl BumpedHttp {
     /// The framing checks of every request (SPEC §9), then which authority the request
     /// is for and whether it is the TLS connection's (§2.6). `Err`: the framing reason.
     fn decide_host<B>(&self, request: &Request<B>) -> Result<HostDecision, &'static str> {
-        forward::check_framing(request)?;
-        let hosts = forward::host_headers(request);
-        let target = request.uri().authority().map(|a| a.as_str());
-        // An HTTP/1.0 request may name no host at all: it is for the connection's.
-        let target = target.or(hosts.is_empty().then_some(self.default_authority.as_str()));
+        message::check_framing(request)?;
+        let hosts = message::host_headers(request);
         Ok(decide_host(&HostFacts {
-            target,
+            target: request.uri().authority().map(|a| a.as_str()),
             host_headers: &hosts,
             default_port: 443,
             tls_name: Some(self.tls_name()),
             on_mismatch: self.proxy.config.settings.tls.on_host_mismatch,
+            implied: Some(&self.default_authority),
         }))
     }
 }
@@ -154,6 +187,21 @@ impl BumpedHttp {
 enum Link {
     H1(H1Link),
     H2(http2::SendRequest<ProxyBody>),
+}
+
+/// One request's way to the server: over the bump's link, with the request's
+/// authority and path put in the form the link's protocol needs.
+struct ToServer<'a> {
+    link: &'a UpstreamLink,
+    authority: &'a str,
+    path: &'a str,
+}
+
+impl Upstream for ToServer<'_> {
+    async fn send(self, request: Request<ProxyBody>) -> Sent {
+        let sent = self.link.send(request, self.authority, self.path).await;
+        sent.map_err(|why| UpstreamFailure::request_failed(StatusCode::BAD_GATEWAY, why))
+    }
 }
 
 /// The connection to the server, HTTP/1.1 or HTTP/2 as the server selected.
@@ -176,7 +224,8 @@ pub(super) struct Redial {
 
 impl UpstreamLink {
     pub(super) async fn open(stream: UpstreamStream, redial: Redial) -> Result<Self, String> {
-        let (link, extended_connect) = handshake(stream, &redial.proxy).await?;
+        let (link, extended_connect) =
+            open_http(stream, &redial.proxy.config.settings.limits).await?;
         Ok(UpstreamLink {
             link: Mutex::new(Some(link)),
             extended_connect,
@@ -198,7 +247,7 @@ impl UpstreamLink {
     /// Send one request in the form the upstream protocol needs. HTTP/2 requests are
     /// multiplexed; HTTP/1.1 ones wait for the previous exchange to end. A connection
     /// the server closed is opened again (and its certificate judged again).
-    pub(crate) async fn send(
+    async fn send(
         &self,
         request: Request<ProxyBody>,
         authority: &str,
@@ -260,16 +309,15 @@ fn to_http1<B>(request: &mut Request<B>, authority: &str, path: &str) -> Result<
 
 /// The HTTP connection over the upstream TLS stream, in the protocol the server
 /// selected; for HTTP/2 also what its SETTINGS say of extended CONNECT.
-async fn handshake(
+async fn open_http(
     stream: UpstreamStream,
-    proxy: &Proxy,
+    limits: &Limits,
 ) -> Result<(Link, Option<ExtendedConnect>), String> {
     let selected_h2 = stream.get_ref().1.alpn_protocol() == Some(H2);
     let failed = |e: hyper::Error| format!("upstream HTTP handshake failed: {e}");
     if selected_h2 {
-        let (stream, extended_connect) = SettingsWatch::new(stream);
+        let (stream, extended_connect) = watch_settings(stream);
         let io = TokioIo::new(stream);
-        let limits = &proxy.config.settings.limits;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .handshake(io)
@@ -323,11 +371,11 @@ impl Route {
 impl Redial {
     async fn connect(&self) -> Result<(Link, Option<ExtendedConnect>), String> {
         let tcp = self.route.connect(&self.proxy).await?;
-        let verified = upstream::handshake(&self.proxy, tcp, self.server_name.clone(), self.alpn)
+        let verified = upstream::connect_tls(&self.proxy, tcp, self.server_name.clone(), self.alpn)
             .await
             .map_err(|failure| failure.detail)?;
         let acceptance = upstream::accept(
-            &self.proxy,
+            &self.proxy.config.settings.tls,
             verified.outcome,
             verified.leaf.as_deref(),
             self.policy,
@@ -338,7 +386,7 @@ impl Redial {
                 kind.as_str()
             )),
             Acceptance::Trusted | Acceptance::Untrusted => {
-                handshake(verified.stream, &self.proxy).await
+                open_http(verified.stream, &self.proxy.config.settings.limits).await
             }
         }
     }

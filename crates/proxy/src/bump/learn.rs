@@ -1,13 +1,14 @@
 //! Feeding the learned bypass (SPEC §1) from a bump: gather the facts (client address,
 //! chain verdict, whether the dialled address is the SNI's), let the policy say whether
-//! they may teach, count in the table, and log each bypass learned.
+//! they may teach, count in the table, and record each bypass learned.
 
 use sluice_policy::{normalize_domain, same_domain, BypassEvidence};
 
 use super::BumpTarget;
-use crate::access_log::Record;
-use crate::bypass::{rfc3339, LearnedBypass, Learning};
+use crate::bypass::Learning;
+use crate::cluster::Event;
 use crate::context::Proxy;
+use crate::telemetry::access_log::Record;
 
 /// The client aborted the handshake against the replacement certificate: one more
 /// client address for the SNI.
@@ -28,8 +29,18 @@ pub(super) fn client_rejected(proxy: &Proxy, record: &Record, target: &BumpTarge
     let learning = Learning::from_settings(&proxy.config.settings.tls);
     // ::ffff:10.0.0.7 on a dual-stack listener is the same client as 10.0.0.7.
     let client = client.to_canonical();
-    if let Some(learned) = proxy.bypass.record_rejection(&name, client, &learning) {
-        log_learned(proxy, &learned);
+    match proxy.bypass.record_rejection(&name, client, &learning) {
+        Some(learned) => {
+            proxy.log.write_learned(&learned);
+            proxy.cluster.tell(Event::Learned(learned));
+        }
+        // Distinct clients are counted across the fleet too: enough of them over all
+        // nodes teach (the node whose count completes it logs the bypass).
+        None => proxy.cluster.tell(Event::Rejected {
+            sni: name,
+            client,
+            learning,
+        }),
     }
 }
 
@@ -67,22 +78,7 @@ pub(super) async fn certificate_requested(proxy: &Proxy, target: &BumpTarget<'_>
     }
     let learning = Learning::from_settings(&proxy.config.settings.tls);
     if let Some(learned) = proxy.bypass.record_certificate_request(&name, &learning) {
-        log_learned(proxy, &learned);
+        proxy.log.write_learned(&learned);
+        proxy.cluster.tell(Event::Learned(learned));
     }
-}
-
-/// The `"kind":"bypass"` record (and a diagnostic).
-fn log_learned(proxy: &Proxy, learned: &LearnedBypass) {
-    tracing::warn!(
-        sni = learned.sni,
-        reason = learned.reason.as_str(),
-        count = learned.count,
-        "learned bypass: this name will be tunneled instead of bumped"
-    );
-    let mut record = Record::new("bypass");
-    record.sni = Some(learned.sni.clone());
-    record.reason = Some(learned.reason.as_str());
-    record.count = Some(learned.count);
-    record.expires = Some(rfc3339(learned.expires));
-    proxy.log.write(&record);
 }

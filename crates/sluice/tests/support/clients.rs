@@ -21,8 +21,14 @@ impl CurlOutput {
 
 /// Run curl with `args`; the response head goes to a file, the body to stdout.
 pub fn curl(args: &[&str]) -> CurlOutput {
+    curl_with_env(args, &[])
+}
+
+/// [`curl`] with environment variables (`KRB5CCNAME`, `KRB5_CONFIG`).
+pub fn curl_with_env(args: &[&str], env: &[(&str, std::ffi::OsString)]) -> CurlOutput {
     let head = tempfile::NamedTempFile::new().unwrap();
     let output = Command::new("curl")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["-sS", "--max-time", "20", "-D"])
         .arg(head.path())
         .args(args)

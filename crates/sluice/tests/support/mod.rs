@@ -7,8 +7,12 @@
 
 pub mod certs;
 pub mod clients;
+pub mod kdc;
 pub mod origin;
+pub mod pinned;
 pub mod raw;
+pub mod redis;
+pub mod slapd;
 pub mod sluice;
 pub mod tls_client;
 
