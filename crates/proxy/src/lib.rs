@@ -38,3 +38,5 @@ pub use edge::admin::{serve_admin, Admin, Reload};
 pub use edge::server::{serve, CurrentProxy, Listener};
 pub use edge::transparent::bind_transparent;
 pub use telemetry::access_log::AccessLog;
+// The tunnel's two byte paths, for the delivered-throughput benchmark (bench/delivered.sh).
+pub use tunnel::relay::{relay, relay_streams, RelayOutcome};
