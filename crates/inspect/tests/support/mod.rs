@@ -122,7 +122,32 @@ impl Process {
             .stderr(Stdio::null())
             .status();
         let _ = self.child.wait();
+        // The group's other processes (c-icap's children) share its listening socket: the
+        // server is stopped only when the last of them is gone, and signals are delivered
+        // asynchronously.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && group_alive(&group) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+}
+
+/// Whether a live process of the group `-PGID` is still there (zombies have closed their
+/// sockets, and whether init reaps them soon is not ours to wait for).
+fn group_alive(group: &str) -> bool {
+    let pgid = group.trim_start_matches('-');
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // After the ")" that ends the command name: state, ppid, pgrp, ...
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        fields.len() > 2 && fields[2] == pgid && fields[0] != "Z"
+    })
 }
 
 impl Drop for Process {
