@@ -37,8 +37,15 @@ profile_heading() {
 # under the kernel's (the libc wrapper: __GI___writev, __libc_recv, splice, ...), or to
 # "other" when no system call is on its stack (interrupts, page faults); a sample in user
 # space to the category of its own symbol.
+# The functions of the trust checks that issue 18 keeps in (and asks what they cost):
+# the upstream chain's verification (webpki, with its signature checks), sluice's own
+# classification of it (stapled OCSP, CRLs, pinned fingerprints, the rule's cert_errors),
+# and the policy's checks of the SNI and the Host header. A sample counts when any frame
+# of its stack is one of them, whatever category its own frame is in.
+TRUST_FRAMES='webpki::|sluice_tls::verify|sluice_tls::ocsp|sluice_policy::(host|upstream_cert|authority)|sni_verified'
+
 profile_shares() { # PERF_DATA
-  perf script -i "$1" -F ip,sym,dso 2> /dev/null | awk '
+  perf script -i "$1" -F ip,sym,dso 2> /dev/null | awk -v TRUST_FRAMES="$TRUST_FRAMES" '
     function classify_syscall(name) {
       if (name ~ /writev|write|send|splice/) return "relay"
       if (name ~ /recv|read/) return "recv"
@@ -64,6 +71,7 @@ profile_shares() { # PERF_DATA
         else c = "kother"
       } else c = classify_user(first)
       count[c]++; total++
+      if (trusting) trust++
       depth = 0
     }
     /^[[:space:]]*$/ { finish(); next }
@@ -73,8 +81,9 @@ profile_shares() { # PERF_DATA
       is_kernel = ($NF ~ /kernel\.kallsyms|\[kernel/)
       if (depth == 0) {
         first = sym; kernel_first = is_kernel; in_syscall = 0; syscall_user = ""
-        syscall_kernel = ""; previous = ""
+        syscall_kernel = ""; previous = ""; trusting = 0
       }
+      if (sym ~ TRUST_FRAMES) trusting = 1
       if (is_kernel && (sym ~ /^do_syscall_64$|^entry_SYSCALL/)) {
         if (!in_syscall) syscall_kernel = previous
         in_syscall = 1
@@ -88,6 +97,7 @@ profile_shares() { # PERF_DATA
       finish()
       if (total == 0) exit
       for (c in count) printf "%s\t%.2f\n", c, 100 * count[c] / total
+      printf "trust\t%.2f\n", 100 * trust / total
     }'
 }
 
@@ -211,6 +221,12 @@ profile_table() {
       for (i = 1; i <= nr; i++) {
         p = 0; for (j = 1; j <= nc; j++) if (cat[j] ~ /^(relay|recv|conn|wait|kother)$/) p += share[row[i], cat[j]]
         line = line " **" (m[i] == "" ? "" : fmt(m[i] * p / 100)) "** (" sprintf("%.0f", p) " %) |"
+      }
+      print line
+      line = "| of all the above: trust checks (upstream chain verification and revocation, SNI and Host checks; inclusive) |"
+      for (i = 1; i <= nr; i++) {
+        p = share[row[i], "trust"] + 0
+        line = line " " (m[i] == "" ? "" : fmt(m[i] * p / 100)) " (" sprintf("%.1f", p) " %) |"
       }
       print line
     }' "$W/results.tsv" "$W/profile.tsv"

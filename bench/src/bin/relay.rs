@@ -23,7 +23,10 @@ const MAX_HEAD: usize = 4096;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Parser)]
-#[command(name = "relay", about = "CONNECT tunnel over sluice's splice or copy byte path (benchmark fixture)")]
+#[command(
+    name = "relay",
+    about = "CONNECT tunnel over sluice's splice or copy byte path (benchmark fixture)"
+)]
 struct Cli {
     /// Address to listen on.
     #[arg(long)]
