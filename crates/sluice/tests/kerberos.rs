@@ -11,6 +11,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::time::{Duration, Instant};
 
 use support::certs::TestPki;
 use support::clients::curl_with_env;
@@ -22,6 +23,11 @@ use support::sluice::SluiceConfig;
 use support::{CurlOutput, Origin, OriginOptions, Sluice};
 
 const PRINCIPAL: &str = "HTTP/localhost@TEST.REALM";
+/// sluice's bound on one address's checks in progress (`MAX_PENDING_PER_CLIENT` in
+/// crates/proxy/src/auth/mod.rs), the same for passwords and tickets.
+const PENDING_PER_CLIENT: usize = 8;
+/// The longest failure delay (`MAX_DELAY` there).
+const MAX_DELAY: Duration = Duration::from_secs(3);
 
 /// A realm with alice and bob, the proxy's principal `HTTP/localhost` and another
 /// service's, `HTTP/127.0.0.1`, both exported to the keytab `http.keytab` in `dir`.
@@ -423,4 +429,141 @@ fn chromium_signs_in_with_negotiate_through_the_proxy() {
     );
     let record = sluice.wait_record("of the page", |r| r["status"] == 200);
     assert_eq!(record["user"], "alice@TEST.REALM", "{record}");
+}
+
+/// A refused ticket is a failure of its address like a wrong password (SPEC §10: "the
+/// same back-off rules"; SPEC §9): a replayed ticket, sent again and again from one
+/// address, is answered 407 after 0, 100, 200, 400 ms… (the schedule of Basic); then, at
+/// the longest delay, only [`PENDING_PER_CLIENT`] parallel tokens of that address are
+/// verified and the others are refused at once, while alice from another address is
+/// served. A valid ticket from the slowed address still gets in (after its delay), and
+/// its success forgives the address.
+#[test]
+fn refused_tickets_slow_their_address_like_wrong_passwords_and_a_valid_one_still_gets_in() {
+    let pki = TestPki::new();
+    let origin = Origin::start(OriginOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let kdc = realm(dir.path());
+    let ccache = kdc.kinit("alice", "wonderland");
+    let sluice = start(&pki, dir, "", &[443]);
+    let url = format!("http://127.0.0.1:{}/hello", origin.port());
+    let token = captured_token(&kdc, &ccache, "localhost");
+    let (status, _) = get(&mut Raw::connect(sluice.addr), &url, Some(&token));
+    assert_eq!(status, 200, "the ticket itself");
+
+    // A replayed ticket is verified by GSSAPI and refused by its replay cache.
+    let refused_in = |what: &str| -> Duration {
+        let began = Instant::now();
+        let (status, head) = get(&mut Raw::connect(sluice.addr), &url, Some(&token));
+        assert_eq!(status, 407, "{what}: {head}");
+        began.elapsed()
+    };
+    for (n, least) in [0, 100, 200, 400, 800, 1600].into_iter().enumerate() {
+        let took = refused_in(&format!("replay {}", n + 1));
+        assert!(
+            took >= Duration::from_millis(least),
+            "replay {} answered after {took:?}, before its {least} ms delay",
+            n + 1
+        );
+    }
+
+    // Six failures: every token now waits the longest delay; past the bound, at once.
+    let parallel = PENDING_PER_CLIENT + 4;
+    let replays: Vec<_> = (0..parallel)
+        .map(|_| {
+            let mut raw = Raw::connect(sluice.addr);
+            let (url, token) = (url.clone(), token.clone());
+            std::thread::spawn(move || {
+                let began = Instant::now();
+                let (status, head) = get(&mut raw, &url, Some(&token));
+                assert_eq!(status, 407, "a parallel replay: {head}");
+                (began.elapsed(), Instant::now())
+            })
+        })
+        .collect();
+    let other = negotiate(
+        &kdc,
+        &ccache,
+        &proxy_by_name(&sluice),
+        &["-4", "--interface", "127.0.0.2", &url],
+    );
+    let alice_done = Instant::now();
+    assert_eq!(other.status, 200, "alice elsewhere: {}", other.stderr);
+    let answers: Vec<(Duration, Instant)> =
+        replays.into_iter().map(|t| t.join().unwrap()).collect();
+    let delayed: Vec<_> = answers
+        .iter()
+        .filter(|(took, _)| *took >= MAX_DELAY)
+        .collect();
+    assert_eq!(
+        delayed.len(),
+        PENDING_PER_CLIENT,
+        "verified after the delay, the others refused at once: {answers:?}"
+    );
+    assert!(
+        delayed.iter().all(|(_, answered)| alice_done < *answered),
+        "alice was served while the slowed tokens waited: {answers:?}"
+    );
+
+    // A valid ticket from the slowed address: slowed too, then accepted.
+    let began = Instant::now();
+    let out = negotiate(&kdc, &ccache, &proxy_by_name(&sluice), &["-4", &url]);
+    assert_eq!(out.status, 200, "a valid ticket after: {}", out.stderr);
+    assert!(began.elapsed() >= MAX_DELAY, "{:?}", began.elapsed());
+    let served = sluice.wait_records("of alice", 3, |r| r["status"] == 200);
+    assert!(
+        served.iter().all(|r| r["user"] == "alice@TEST.REALM"),
+        "{served:#?}"
+    );
+    // Forgiven: the next refusal comes without the delay.
+    let took = refused_in("a replay after the success");
+    assert!(took < MAX_DELAY, "{took:?}");
+}
+
+/// SPEC §10, "a directory that cannot be reached … is never a silent allow", for
+/// Kerberos users: alice's groups, looked up while slapd ran, keep deciding (her CONNECT
+/// is tunnelled by the Finance rule) after it is stopped, within `cache_ttl`; bob, with
+/// a valid ticket but never looked up, gets 503 `auth_unavailable`.
+#[test]
+fn with_the_directory_down_a_cached_kerberos_user_is_served_and_others_get_503() {
+    let pki = TestPki::new();
+    let mut slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let kdc = realm(dir.path());
+    std::fs::write(dir.path().join("ldap-password"), "service-secret\n").unwrap();
+    let more = format!(
+        "ldap_url = \"{}\"\n\
+         ldap_bind_dn = \"cn=admin,{SUFFIX}\"\n\
+         ldap_bind_password_file = \"ldap-password\"\n\
+         ldap_user_base = \"ou=people,{SUFFIX}\"\n\
+         ldap_user_filter = \"(uid={{user}})\"\n\
+         ldap_group_base = \"ou=groups,{SUFFIX}\"\n\n\
+         [[ssl_rules]]\nname = \"finance-tunnels\"\ngroups = [\"finance\"]\naction = \"tunnel\"\n",
+        slapd.url()
+    );
+    let sluice = start(&pki, dir, &more, &[origin.port()]);
+    let proxy = proxy_by_name(&sluice);
+    let url = format!("http://127.0.0.1:{}/hello", origin.port());
+    let alice = kdc.kinit("alice", "wonderland");
+    let bob = kdc.kinit("bob", "canwefixit");
+
+    let out = negotiate(&kdc, &alice, &proxy, &["-p", &url]);
+    assert_eq!(out.body_text(), HELLO, "alice tunnels: {}", out.stderr);
+    sluice.wait_record("alice's CONNECT", |r| r["kind"] == "connect");
+
+    slapd.stop();
+    let out = negotiate(&kdc, &alice, &proxy, &["-p", &url]);
+    assert_eq!(out.body_text(), HELLO, "alice, cached: {}", out.stderr);
+    let tunnels = sluice.wait_records("of alice's CONNECTs", 2, |r| r["kind"] == "connect");
+    for tunnel in &tunnels {
+        assert_eq!(tunnel["action"], "tunnel", "{tunnel}");
+        assert_eq!(tunnel["rule"], "finance-tunnels", "{tunnel}");
+        assert_eq!(tunnel["user"], "alice@TEST.REALM", "{tunnel}");
+    }
+
+    let out = negotiate(&kdc, &bob, &proxy, &[&url]);
+    assert_eq!(out.status, 503, "bob, not cached: {}", out.headers);
+    let record = sluice.wait_record("bob's 503", |r| r["status"] == 503);
+    assert_eq!(record["error"], "auth_unavailable", "{record}");
 }

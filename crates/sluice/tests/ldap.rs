@@ -1,11 +1,16 @@
 //! LDAP for Basic credentials (SPEC §10) against a real OpenLDAP `slapd`, started by the
 //! test on loopback with a temporary directory: search as the service account, bind as
 //! the found entry, RFC 4515 escaping, empty passwords, the cache while the directory is
-//! down, and 503 `auth_unavailable` for anyone not cached.
+//! down, 503 `auth_unavailable` for anyone not cached, the bound on connections to the
+//! directory, and passwords (of the directory and of the users file) never logged.
 
 mod support;
 
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
 
 use support::certs::TestPki;
 use support::origin::HELLO;
@@ -26,6 +31,12 @@ fn start_at(pki: &TestPki, url: &str, more: &str) -> Sluice {
 
 /// [`start_at`], allowing CONNECT to `ports`.
 fn start_for(pki: &TestPki, url: &str, more: &str, ports: &[u16]) -> Sluice {
+    let (dir, text) = config_for(pki, url, more, ports);
+    Sluice::start_in(pki, dir, &text)
+}
+
+/// The folder and configuration [`start_for`] starts sluice with.
+fn config_for(pki: &TestPki, url: &str, more: &str, ports: &[u16]) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ldap-password"), "service-secret\n").unwrap();
     pki.write_root(&dir.path().join("directory-ca.pem"));
@@ -42,7 +53,7 @@ fn start_for(pki: &TestPki, url: &str, more: &str, ports: &[u16]) -> Sluice {
         connect_ports: ports,
         ..Default::default()
     });
-    Sluice::start_in(pki, dir, &text)
+    (dir, text)
 }
 
 fn fetch_as(sluice: &Sluice, origin: &Origin, credentials: &str) -> support::CurlOutput {
@@ -291,4 +302,185 @@ fn an_unknown_user_costs_the_directory_what_a_wrong_password_does() {
     let unknown = cost("carol:looking-glass");
     assert_eq!(known, (2, 1), "service bind, search, bind as alice");
     assert_eq!(unknown, known, "an unknown user costs the same");
+}
+
+/// The password of carol, a user of the users file.
+const CAROL_PASSWORD: &str = "file-pw-Q7xv3kz9";
+/// The password of dave, a user of the directory.
+const DAVE_PASSWORD: &str = "ldap-pw-M4rt8wq2";
+
+/// SPEC §10: "The password is never logged". With the most verbose diagnostics sluice
+/// has (`log.level = "trace"`: every crate's trace events on stderr) and syslog on, the
+/// right and a wrong password of a user of the users file and of a directory user, each
+/// on a plain request and on a CONNECT, appear in no byte of the access log, of stderr
+/// or of the syslog messages: neither as typed nor as the base64 of the `Basic`
+/// credentials.
+#[test]
+fn passwords_are_never_logged_even_at_trace_level() {
+    let pki = TestPki::new();
+    let slapd = Slapd::start();
+    slapd.add(&format!(
+        "dn: uid=dave,ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: dave\n\
+         cn: Dave\nsn: Directory\nuserPassword: {DAVE_PASSWORD}\n"
+    ));
+    let origin = Origin::start(OriginOptions::default());
+    let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (dir, text) = config_for(
+        &pki,
+        &slapd.url(),
+        "users_file = \"users\"\n",
+        &[origin.port()],
+    );
+    let most_verbose = format!(
+        "level = \"trace\"\nsyslog = \"udp://{}\"\n",
+        collector.local_addr().unwrap()
+    );
+    let text = text.replace("level = \"debug\"\n", &most_verbose);
+    assert!(text.contains(&most_verbose), "{text}");
+    let carol = bcrypt::hash(CAROL_PASSWORD, 4).unwrap();
+    std::fs::write(dir.path().join("users"), format!("carol:{carol}\n")).unwrap();
+    let mut sluice = Sluice::start_in(&pki, dir, &text);
+
+    let url = format!("http://127.0.0.1:{}/hello", origin.port());
+    let proxy = sluice.proxy_url();
+    let attempts = [
+        ("carol", CAROL_PASSWORD, 200),
+        ("carol", "file-wrong-Zp5nc1", 407),
+        ("dave", DAVE_PASSWORD, 200),
+        ("dave", "ldap-wrong-Hy6dk0", 407),
+    ];
+    let mut secrets = Vec::new();
+    for (user, password, status) in attempts {
+        let credentials = format!("{user}:{password}");
+        let out = curl(&["-x", &proxy, "--proxy-user", &credentials, &url]);
+        assert_eq!(out.status, status, "{credentials}: {}", out.headers);
+        // CONNECT (bumped, then refused: plain HTTP is not a ClientHello) or 407.
+        let out = curl(&["-p", "-x", &proxy, "--proxy-user", &credentials, &url]);
+        let connect_status = if status == 200 {
+            "HTTP/1.1 200"
+        } else {
+            "HTTP/1.1 407"
+        };
+        assert!(
+            out.headers.starts_with(connect_status),
+            "{credentials}: {}",
+            out.headers
+        );
+        secrets.push(password.to_string());
+        secrets.push(base64::engine::general_purpose::STANDARD.encode(&credentials));
+    }
+    let records = sluice.wait_records("of the attempts", 2 * attempts.len(), |_| true);
+    let mut syslog = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while syslog.len() < records.len() && Instant::now() < deadline {
+        let mut datagram = [0u8; 65536];
+        if let Ok(n) = collector.recv(&mut datagram) {
+            syslog.push(datagram[..n].to_vec());
+        }
+    }
+    assert_eq!(syslog.len(), records.len(), "a syslog message per record");
+    sluice.terminate(Duration::from_secs(10));
+    let access = std::fs::read(sluice.path("access.log")).unwrap();
+    let stderr = sluice.stderr();
+    assert!(
+        stderr.contains("TRACE"),
+        "trace events on stderr:\n{stderr}"
+    );
+    let outputs = [
+        ("the access log", access),
+        ("stderr", stderr.into_bytes()),
+        ("syslog", syslog.concat()),
+    ];
+    for (name, bytes) in &outputs {
+        for secret in &secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {name}:\n{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
+
+/// sluice's bound on connections to the directory (`MAX_CONNECTIONS` in
+/// crates/proxy/src/auth/ldap.rs).
+const DIRECTORY_CONNECTIONS: usize = 8;
+/// First-time checks sent at once, each from its own address (127.0.0.20 …), so that
+/// no address's own bound of 8 checks in progress holds them back.
+const CLIENTS: usize = 30;
+
+/// Established TCP connections whose `side` (`sport` or `dport`) is `port`, by `ss`.
+fn established(side: &str, port: u16) -> usize {
+    let out = Command::new("ss")
+        .args(["-Htn", "state", "established"])
+        .arg(format!("( {side} = :{port} )"))
+        .output()
+        .expect("ss (Debian package iproute2)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Issue 14: "connections to the directory pooled and bounded". slapd is paused
+/// (SIGSTOP: the kernel still completes the handshakes, nothing is answered) while
+/// [`CLIENTS`] first-time checks arrive at once, so every check sluice lets through holds
+/// a connection to it; `ss` counts those connections until every client is connected
+/// and half a second more (well within the 5 s an LDAP operation may take). The pool is
+/// filled and never exceeded; resumed, slapd answers every check: 200.
+#[test]
+fn first_checks_at_once_open_no_more_directory_connections_than_the_pool_bound() {
+    let pki = TestPki::new();
+    let slapd = Slapd::start();
+    let origin = Origin::start(OriginOptions::default());
+    let sluice = start(&pki, &slapd);
+    let url = format!("http://127.0.0.1:{}/hello", origin.port());
+
+    slapd.pause();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let from = format!("127.0.0.{}", 20 + i);
+            let (proxy, url) = (sluice.proxy_url(), url.clone());
+            std::thread::spawn(move || {
+                let credentials = "alice:wonderland";
+                let args = [
+                    "--interface",
+                    &from,
+                    "-x",
+                    &proxy,
+                    "--proxy-user",
+                    credentials,
+                ];
+                curl(&[&args[..], &[url.as_str()]].concat())
+            })
+        })
+        .collect();
+    let mut most = 0;
+    let mut all_connected: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline
+        && all_connected.is_none_or(|t| t.elapsed() < Duration::from_millis(500))
+    {
+        most = most.max(established("dport", slapd.port));
+        if all_connected.is_none() && established("sport", sluice.addr.port()) >= CLIENTS {
+            all_connected = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    slapd.resume();
+    assert!(all_connected.is_some(), "not every client reached sluice");
+    for (i, client) in clients.into_iter().enumerate() {
+        let out = client.join().unwrap();
+        assert_eq!(
+            out.status, 200,
+            "client {i}: {} {}",
+            out.headers, out.stderr
+        );
+    }
+    assert_eq!(
+        most, DIRECTORY_CONNECTIONS,
+        "connections to the directory at most, the pool full"
+    );
+    assert!(established("dport", slapd.port) <= DIRECTORY_CONNECTIONS);
 }

@@ -186,6 +186,15 @@ impl Drop for Pending {
     }
 }
 
+/// A check of a client address let through its back-off; counted among the address's
+/// checks in progress until dropped.
+struct Attempt {
+    client: IpAddr,
+    /// The address's recent failures when the check began.
+    recent: u32,
+    pending: Pending,
+}
+
 /// One check waiting for a hash slot; counted in `waiting` until dropped.
 struct Waiting(Arc<AtomicUsize>);
 
@@ -260,6 +269,40 @@ impl Authenticator {
         self.fleet.tell(Event::AuthFailed(client));
     }
 
+    /// Begin a check of `client` under its back-off: counted among its checks in
+    /// progress (past [`MAX_PENDING_PER_CLIENT`]: `None` at once, and a failure), then
+    /// delayed by its recent failures. Slowed before the hash or the ticket is verified,
+    /// so that guessing costs the guesser time, not us work.
+    async fn attempt(&self, client: IpAddr) -> Option<Attempt> {
+        // Parallel first checks of an address share one state: `get_with` makes it once.
+        let state = self.clients.get_with(client, Default::default);
+        let Some(pending) = Pending::enter(Arc::clone(&state)) else {
+            self.failed(client, &state);
+            return None;
+        };
+        let recent = self.recent_failures(client, &state);
+        tokio::time::sleep(failure_delay(recent + 1)).await;
+        Some(Attempt {
+            client,
+            recent,
+            pending,
+        })
+    }
+
+    /// The right password or a valid ticket: the address's failures are forgotten,
+    /// here and (if it had any) over the fleet.
+    fn passed(&self, attempt: Attempt) {
+        self.clients.invalidate(&attempt.client);
+        if attempt.recent > 0 {
+            self.fleet.tell(Event::AuthPassed(attempt.client));
+        }
+    }
+
+    /// A wrong password or a refused ticket: one more failure of the address.
+    fn refused(&self, attempt: Attempt) {
+        self.failed(attempt.client, &attempt.pending.0);
+    }
+
     /// Recent failures of `client`: the larger of this node's and the fleet's count.
     fn recent_failures(&self, client: IpAddr, state: &ClientState) -> u32 {
         state
@@ -298,23 +341,12 @@ impl Authenticator {
         if let Some(known) = remembered.as_ref().filter(|r| r.matches(password)) {
             return Verdict::User(user.to_string(), known.groups.clone());
         }
-        // Parallel first checks of an address share one state: `get_with` makes it once.
-        let state = self.clients.get_with(client, Default::default);
-        let Some(pending) = Pending::enter(Arc::clone(&state)) else {
-            self.failed(client, &state);
+        let Some(attempt) = self.attempt(client).await else {
             return Verdict::Refused;
         };
-        // Slowed before the hash, so that guessing costs the guesser time, not us work.
-        let recent = self.recent_failures(client, &state);
-        tokio::time::sleep(failure_delay(recent + 1)).await;
-        let check = self.verify(user, password).await;
-        drop(pending);
-        match check {
+        match self.verify(user, password).await {
             Check::Valid(groups) => {
-                self.clients.invalidate(&client);
-                if recent > 0 {
-                    self.fleet.tell(Event::AuthPassed(client));
-                }
+                self.passed(attempt);
                 let remembered = Remembered::new(password, groups.clone());
                 self.verified.insert(user.to_string(), remembered);
                 Verdict::User(user.to_string(), groups)
@@ -323,7 +355,7 @@ impl Authenticator {
             // directory could have said so.
             Check::Unavailable if remembered.is_none() => Verdict::Unavailable,
             Check::Invalid | Check::Unavailable => {
-                self.failed(client, &state);
+                self.refused(attempt);
                 Verdict::Refused
             }
         }
@@ -338,26 +370,18 @@ impl Authenticator {
         token: Option<Vec<u8>>,
         client: IpAddr,
     ) -> Verdict {
-        let state = self.clients.get_with(client, Default::default);
-        let Some(pending) = Pending::enter(Arc::clone(&state)) else {
-            self.failed(client, &state);
+        let Some(attempt) = self.attempt(client).await else {
             return Verdict::Refused;
         };
-        let recent = self.recent_failures(client, &state);
-        tokio::time::sleep(failure_delay(recent + 1)).await;
         let accepted = match token {
             Some(token) => acceptor.accept(token).await.ok(),
             None => None,
         };
-        drop(pending);
         let Some(principal) = accepted else {
-            self.failed(client, &state);
+            self.refused(attempt);
             return Verdict::Refused;
         };
-        self.clients.invalidate(&client);
-        if recent > 0 {
-            self.fleet.tell(Event::AuthPassed(client));
-        }
+        self.passed(attempt);
         match self.principal_groups(&principal).await {
             Some(groups) => Verdict::User(principal, groups),
             None => Verdict::Unavailable,

@@ -166,6 +166,45 @@ impl Slapd {
             .count()
     }
 
+    /// Add the entries of `ldif` as the service account (the root DN).
+    pub fn add(&self, ldif: &str) {
+        use std::io::Write;
+        let mut child = Command::new("timeout")
+            .args(["10", "ldapadd", "-x", "-H", &self.url()])
+            .args(["-D", &format!("cn=admin,{SUFFIX}"), "-w", "service-secret"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ldapadd (Debian package ldap-utils)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "ldapadd: {out:?}");
+    }
+
+    /// Stop answering (SIGSTOP) until [`resume`](Self::resume): the kernel still
+    /// completes TCP handshakes on its port, but no operation is answered.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} slapd");
+    }
+
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
     }
