@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisResult, Script};
 use serde::{Deserialize, Serialize};
-use sluice_policy::RedisSettings;
+use sluice_policy::{normalize_domain, RedisSettings};
 use tokio::sync::mpsc;
 
 use super::tickets::{unix_now, FleetTicketer, StoredKey, LIFETIME};
@@ -48,6 +48,11 @@ const VERSION: &str = "sluice:bypass:version";
 /// Reconciles between two full reads of the learned hash when nothing says it changed.
 const FULL_EVERY: u32 = 15;
 const AUTH: &str = "sluice:auth:";
+/// The verdicts whose ticket keys are kept apart (`sluice:tickets:<verdict>`).
+const VERDICTS: [&str; 2] = ["trusted", "untrusted"];
+/// 9999-12-31T23:59:59.999Z: the latest expiry RFC 3339 (`GET /bypass`, the state
+/// file) can write. A later one is another writer's garbage, not a bypass.
+const LATEST_EXPIRY_MS: u64 = 253_402_300_799_999;
 
 /// A client rejected the certificate: count its address for the SNI (by Redis' clock),
 /// and learn the bypass when enough distinct addresses did within the window. Returns
@@ -139,14 +144,79 @@ impl FleetEntry {
         }
     }
 
+    /// The bypass of `sni` the fleet's hash or a `learned` message holds; `None` when
+    /// either is not what a node writes (a name as the table keeps it, an entry that
+    /// decodes, an expiry that can be written).
     fn parse(sni: &str, text: &str) -> Option<LearnedBypass> {
+        if !is_table_name(sni) {
+            return None;
+        }
         let entry: FleetEntry = serde_json::from_str(text).ok()?;
+        if entry.expires_ms > LATEST_EXPIRY_MS {
+            return None;
+        }
         Some(LearnedBypass {
             sni: sni.to_string(),
             reason: entry.reason,
             count: entry.count,
             expires: UNIX_EPOCH + Duration::from_millis(entry.expires_ms),
         })
+    }
+}
+
+/// Whether `sni` is a name as the bypass table keeps it (normalized, as every node
+/// writes it).
+fn is_table_name(sni: &str) -> bool {
+    normalize_domain(sni).is_some_and(|name| name == sni)
+}
+
+/// A message on [`CHANNEL`]: its kind and fields, separated by tabs. The scripts publish
+/// `learned`, `auth` and `tickets`; [`Session::deleted`] and [`Session::auth_passed`]
+/// `deleted` and `auth … 0`.
+#[derive(Debug, PartialEq)]
+enum Message {
+    /// `learned\t<sni>\t<entry>`: a bypass the fleet learned.
+    Learned(LearnedBypass),
+    /// `deleted\t<sni>`: an administrator deleted the bypass.
+    Deleted(String),
+    /// `auth\t<address>\t<count>`: the fleet's failure count of a client address (0:
+    /// it authenticated).
+    AuthFailures { client: IpAddr, failures: u32 },
+    /// `tickets\t<verdict>`: the ticket keys of a verdict rotated.
+    Tickets(&'static str),
+}
+
+impl Message {
+    /// `None` for anything else (another version's message, or garbage): not ours to act
+    /// on.
+    fn parse(payload: &[u8]) -> Option<Message> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let mut fields = text.splitn(3, '\t');
+        match (fields.next()?, fields.next(), fields.next()) {
+            ("learned", Some(sni), Some(entry)) => {
+                FleetEntry::parse(sni, entry).map(Message::Learned)
+            }
+            ("deleted", Some(sni), None) if is_table_name(sni) => {
+                Some(Message::Deleted(sni.to_string()))
+            }
+            ("auth", Some(client), Some(failures)) => Some(Message::AuthFailures {
+                client: client.parse().ok()?,
+                failures: failures.parse().ok()?,
+            }),
+            ("tickets", Some(verdict), None) => VERDICTS
+                .into_iter()
+                .find(|v| *v == verdict)
+                .map(Message::Tickets),
+            _ => None,
+        }
+    }
+
+    fn deleted(sni: &str) -> String {
+        format!("deleted\t{sni}")
+    }
+
+    fn auth_cleared(client: IpAddr) -> String {
+        format!("auth\t{client}\t0")
     }
 }
 
@@ -411,7 +481,7 @@ impl Session {
                 .incr(VERSION, 1)
                 .ignore()
                 .del(format!("{CLIENTS}{sni}"))
-                .publish(CHANNEL, format!("deleted\t{sni}"))
+                .publish(CHANNEL, Message::deleted(&sni))
                 .query_async::<()>(&mut self.con),
         )
         .await
@@ -440,7 +510,7 @@ impl Session {
             BUDGET,
             redis::pipe()
                 .del(format!("{AUTH}{client}"))
-                .publish(CHANNEL, format!("auth\t{client}\t0"))
+                .publish(CHANNEL, Message::auth_cleared(client))
                 .query_async::<()>(&mut self.con),
         )
         .await
@@ -467,30 +537,24 @@ impl Session {
 
     /// A message of the fleet (this node's own included).
     async fn apply(&mut self, local: &Local, payload: &[u8]) -> Result<(), LinkError> {
-        let text = String::from_utf8_lossy(payload);
-        let mut fields = text.splitn(3, '\t');
-        match (fields.next(), fields.next(), fields.next()) {
-            (Some("learned"), Some(sni), Some(value)) => {
-                if let Some(learned) = FleetEntry::parse(sni, value) {
-                    self.known.insert(sni.to_string());
-                    local.adopt(learned, false);
-                }
+        match Message::parse(payload) {
+            Some(Message::Learned(learned)) => {
+                self.known.insert(learned.sni.clone());
+                local.adopt(learned, false);
             }
-            (Some("deleted"), Some(sni), None) => {
-                self.known.remove(sni);
-                local.bypass.remove(sni);
+            Some(Message::Deleted(sni)) => {
+                self.known.remove(&sni);
+                local.bypass.remove(&sni);
             }
-            (Some("auth"), Some(client), Some(count)) => {
-                if let (Ok(client), Ok(count)) = (client.parse::<IpAddr>(), count.parse::<u32>()) {
-                    match count {
-                        0 => local.inner.auth_failures.invalidate(&client),
-                        n => local.inner.auth_failures.insert(client, n),
-                    }
-                }
+            Some(Message::AuthFailures {
+                client,
+                failures: 0,
+            }) => local.inner.auth_failures.invalidate(&client),
+            Some(Message::AuthFailures { client, failures }) => {
+                local.inner.auth_failures.insert(client, failures)
             }
-            (Some("tickets"), Some(verdict), None) => self.sync_tickets(local, verdict).await?,
-            // Another version's message, or garbage: not ours to act on.
-            _ => {}
+            Some(Message::Tickets(verdict)) => self.sync_tickets(local, verdict).await?,
+            None => {}
         }
         Ok(())
     }
@@ -500,7 +564,7 @@ impl Session {
     /// local table in line with it and push what only this node learned (during an
     /// outage, or just now).
     async fn reconcile(&mut self, local: &Local) -> Result<(), LinkError> {
-        for verdict in ["trusted", "untrusted"] {
+        for verdict in VERDICTS {
             self.sync_tickets(local, verdict).await?;
         }
         let version: Option<i64> = within(
@@ -609,4 +673,215 @@ impl Session {
 fn unix_millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use proptest::prelude::*;
+    use sluice_policy::Secret;
+
+    use super::*;
+    use crate::bypass::rfc3339;
+
+    /// The entry [`REJECT`] writes (its `string.format`), for `count` and `expires_ms`.
+    fn scripted_entry(count: u32, expires_ms: u64) -> String {
+        format!(
+            r#"{{"reason":"client_rejected_certificate","count":{count},"expires_ms":{expires_ms}}}"#
+        )
+    }
+
+    fn learned(sni: &str, count: u32, expires_ms: u64) -> LearnedBypass {
+        LearnedBypass {
+            sni: sni.to_string(),
+            reason: BypassReason::ClientRejectedCertificate,
+            count,
+            expires: UNIX_EPOCH + Duration::from_millis(expires_ms),
+        }
+    }
+
+    #[test]
+    fn an_entry_written_by_a_script_or_a_node_reads_back() {
+        let expires_ms = 1_800_000_000_123;
+        assert_eq!(
+            FleetEntry::parse("pinned.example", &scripted_entry(2, expires_ms)),
+            Some(learned("pinned.example", 2, expires_ms))
+        );
+        // What `Session::push` writes for a bypass this node learned.
+        let mine = LearnedBypass {
+            reason: BypassReason::ClientCertificateRequested,
+            ..learned("xn--bcher-kva.example", 1, expires_ms)
+        };
+        let written = serde_json::to_string(&FleetEntry::of(&mine)).unwrap();
+        assert_eq!(FleetEntry::parse(&mine.sni, &written), Some(mine));
+    }
+
+    #[test]
+    fn every_kind_of_message_parses() {
+        let entry = scripted_entry(3, 1_800_000_000_000);
+        assert_eq!(
+            Message::parse(format!("learned\tpinned.example\t{entry}").as_bytes()),
+            Some(Message::Learned(learned(
+                "pinned.example",
+                3,
+                1_800_000_000_000
+            )))
+        );
+        assert_eq!(
+            Message::parse(Message::deleted("pinned.example").as_bytes()),
+            Some(Message::Deleted("pinned.example".into()))
+        );
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(
+            Message::parse(Message::auth_cleared(v6).as_bytes()),
+            Some(Message::AuthFailures {
+                client: v6,
+                failures: 0
+            })
+        );
+        assert_eq!(
+            Message::parse(b"auth\t10.0.0.7\t4"),
+            Some(Message::AuthFailures {
+                client: IpAddr::from([10, 0, 0, 7]),
+                failures: 4
+            })
+        );
+        for verdict in VERDICTS {
+            assert_eq!(
+                Message::parse(format!("tickets\t{verdict}").as_bytes()),
+                Some(Message::Tickets(verdict))
+            );
+        }
+    }
+
+    /// Another writer's or another version's messages on the channel: none is acted on.
+    #[test]
+    fn garbage_on_the_channel_is_no_message() {
+        let valid = scripted_entry(2, 1_800_000_000_000);
+        let far = scripted_entry(2, LATEST_EXPIRY_MS + 1);
+        let garbage: Vec<Vec<u8>> = [
+            String::new(),
+            "\t\t".into(),
+            "learned".into(),
+            "learned\tpinned.example".into(),
+            "learned\tpinned.example\t".into(),
+            "learned\tpinned.example\t[1,".into(),
+            "learned\tpinned.example\tnull".into(),
+            "learned\tpinned.example\t{}".into(),
+            r#"learned	pinned.example	{"reason":"other","count":2,"expires_ms":1}"#.into(),
+            r#"learned	pinned.example	{"reason":"client_rejected_certificate","count":-1,"expires_ms":1}"#.into(),
+            r#"learned	pinned.example	{"reason":"client_rejected_certificate","count":"2","expires_ms":1}"#.into(),
+            r#"learned	pinned.example	{"reason":"client_rejected_certificate","count":2,"expires_ms":1e300}"#.into(),
+            r#"learned	pinned.example	{"reason":"client_rejected_certificate","count":2,"expires_ms":18446744073709551616}"#.into(),
+            format!("learned\tpinned.example\t{far}"),
+            format!("learned\tpinned.example\t{valid}trailing"),
+            // Names no node writes: not normalized, empty, not a domain, split by a tab.
+            format!("learned\tPinned.Example\t{valid}"),
+            format!("learned\tpinned.example.\t{valid}"),
+            format!("learned\t\t{valid}"),
+            format!("learned\tpinned example\t{valid}"),
+            format!("learned\tpinned\t.example\t{valid}"),
+            format!("LEARNED\tpinned.example\t{valid}"),
+            format!(" learned\tpinned.example\t{valid}"),
+            "deleted".into(),
+            "deleted\t".into(),
+            "deleted\tpinned.example\textra".into(),
+            "deleted\tPINNED.example".into(),
+            "deleted\t*".into(),
+            "auth".into(),
+            "auth\t10.0.0.7".into(),
+            "auth\t10.0.0.7\t".into(),
+            "auth\tnot-an-address\t3".into(),
+            "auth\t10.0.0.7\t-1".into(),
+            "auth\t10.0.0.7\t4294967296".into(),
+            "auth\t10.0.0.7\t3\textra".into(),
+            "tickets".into(),
+            "tickets\t".into(),
+            "tickets\tbogus".into(),
+            "tickets\tTrusted".into(),
+            "tickets\ttrusted\textra".into(),
+            "hello\tworld\t!".into(),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .chain([
+            [&b"learned\tpinned\xff.example\t"[..], valid.as_bytes()].concat(),
+            b"learned\tpinned.example\t\xff".to_vec(),
+            b"deleted\tpinned.example\0".to_vec(),
+            b"tickets\ttrusted\xc3".to_vec(),
+        ])
+        .collect();
+        for payload in garbage {
+            assert_eq!(
+                Message::parse(&payload),
+                None,
+                "{}",
+                String::from_utf8_lossy(&payload)
+            );
+        }
+    }
+
+    #[test]
+    fn the_latest_expiry_is_one_rfc_3339_can_write() {
+        let latest = FleetEntry::parse("pinned.example", &scripted_entry(2, LATEST_EXPIRY_MS));
+        let latest = latest.expect("the latest expiry is a bypass");
+        assert_eq!(rfc3339(latest.expires), "9999-12-31T23:59:59.999Z");
+        let later = scripted_entry(2, LATEST_EXPIRY_MS + 1);
+        assert_eq!(FleetEntry::parse("pinned.example", &later), None);
+    }
+
+    proptest! {
+        #[test]
+        fn no_payload_panics(payload in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Message::parse(&payload);
+        }
+
+        /// Whatever expiry and count the fleet's hash holds, an entry taken in can be
+        /// listed (`GET /bypass` writes its expiry in RFC 3339).
+        #[test]
+        fn every_entry_taken_in_can_be_listed(count in any::<u32>(), expires_ms in any::<u64>()) {
+            if let Some(learned) = FleetEntry::parse("pinned.example", &scripted_entry(count, expires_ms)) {
+                prop_assert_eq!(learned.count, count);
+                prop_assert!(!rfc3339(learned.expires).is_empty());
+            }
+        }
+    }
+
+    fn settings(url: &str, password_file: Option<&str>) -> RedisSettings {
+        RedisSettings {
+            url: Secret(url.to_string()),
+            password: password_file.map(|p| Secret(p.to_string())),
+            ca: None,
+        }
+    }
+
+    #[test]
+    fn the_password_of_the_url_logs_in_unless_a_file_gives_one() {
+        let login = |settings: &RedisSettings| {
+            let client = client(settings).unwrap();
+            let redis = client.get_connection_info().redis_settings();
+            (
+                redis.username().map(str::to_string),
+                redis.password().map(str::to_string),
+            )
+        };
+        let url = "redis://:in-the-url@127.0.0.1:6379/0";
+        assert_eq!(
+            login(&settings(url, None)),
+            (None, Some("in-the-url".into()))
+        );
+        assert_eq!(
+            login(&settings(url, Some("from-the-file"))),
+            (None, Some("from-the-file".into()))
+        );
+        assert_eq!(
+            login(&settings("redis://fleet:pw@127.0.0.1:6379/0", None)),
+            (Some("fleet".into()), Some("pw".into()))
+        );
+        assert_eq!(
+            login(&settings("redis://127.0.0.1:6379/0", None)),
+            (None, None)
+        );
+    }
 }

@@ -14,6 +14,8 @@ pub struct Redis {
     conf: String,
     /// Extra redis-cli arguments to match.
     cli_args: Vec<String>,
+    /// Whether it listens with TLS only.
+    tls: bool,
     /// The TLS files, for as long as the server runs.
     _keep: Option<tempfile::TempDir>,
 }
@@ -21,7 +23,14 @@ pub struct Redis {
 impl Redis {
     /// On a free port (scripts/test installs redis-server).
     pub fn start() -> Redis {
-        Self::start_with(String::new(), Vec::new())
+        Self::start_with(String::new(), Vec::new(), false)
+    }
+
+    /// Without TLS, the password `password` required.
+    pub fn start_with_password(password: &str) -> Redis {
+        let conf = format!("requirepass {password}\n");
+        let cli = vec!["-a".into(), password.into(), "--no-auth-warning".into()];
+        Self::start_with(conf, cli, false)
     }
 
     /// TLS only (with `cert_pem`/`key_pem`, clients not asked for certificates), the
@@ -49,12 +58,12 @@ impl Redis {
             password.into(),
             "--no-auth-warning".into(),
         ];
-        let mut redis = Self::start_with(conf, cli);
+        let mut redis = Self::start_with(conf, cli, true);
         redis._keep = Some(dir);
         redis
     }
 
-    fn start_with(conf: String, cli_args: Vec<String>) -> Redis {
+    fn start_with(conf: String, cli_args: Vec<String>, tls: bool) -> Redis {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -66,6 +75,7 @@ impl Redis {
             dir: tempfile::tempdir().unwrap(),
             conf,
             cli_args,
+            tls,
             _keep: None,
         };
         redis.restart();
@@ -79,10 +89,10 @@ impl Redis {
     /// Start again on the same port (after [`Redis::kill`]), empty.
     pub fn restart(&mut self) {
         let config = self.dir.path().join("redis.conf");
-        let listen = if self.cli_args.is_empty() {
-            format!("port {}\n", self.port)
-        } else {
+        let listen = if self.tls {
             format!("port 0\ntls-port {}\n", self.port)
+        } else {
+            format!("port {}\n", self.port)
         };
         std::fs::write(
             &config,
