@@ -428,7 +428,8 @@ fn established(side: &str, port: u16) -> usize {
 /// [`CLIENTS`] first-time checks arrive at once, so every check sluice lets through holds
 /// a connection to it; `ss` counts those connections until every client is connected
 /// and half a second more (well within the 5 s an LDAP operation may take). The pool is
-/// filled and never exceeded; resumed, slapd answers every check: 200.
+/// filled and never exceeded; resumed, slapd answers every check: 200. Then group lookups
+/// through `/explain?user=` at once, slapd paused again, stay within the same bound.
 #[test]
 fn first_checks_at_once_open_no_more_directory_connections_than_the_pool_bound() {
     let pki = TestPki::new();
@@ -483,4 +484,33 @@ fn first_checks_at_once_open_no_more_directory_connections_than_the_pool_bound()
         "connections to the directory at most, the pool full"
     );
     assert!(established("dport", slapd.port) <= DIRECTORY_CONNECTIONS);
+
+    // Group lookups (a Kerberos user's groups, `explain --user`; bob has not been
+    // checked, so nothing is remembered of him) take their connections
+    // from the same pool: with the pool's connections idle and slapd paused again, more
+    // lookups at once than the bound open no connection beside them.
+    let admin = sluice.admin.expect("admin endpoint");
+    slapd.pause();
+    let lookups: Vec<_> = (0..12)
+        .map(|_| {
+            let url = format!("http://{admin}/explain?host=example.com&user=bob");
+            std::thread::spawn(move || curl(&[&url]))
+        })
+        .collect();
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        most = most.max(established("dport", slapd.port));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    slapd.resume();
+    for lookup in lookups {
+        let out = lookup.join().unwrap();
+        let explained: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert!(explained["groups"].is_array(), "{explained}");
+    }
+    assert!(
+        most <= DIRECTORY_CONNECTIONS,
+        "{most} connections to the directory during group lookups"
+    );
 }

@@ -39,6 +39,20 @@ pub enum Check {
     Unavailable,
 }
 
+/// What the directory is asked, on one connection.
+enum Question<'a> {
+    /// Whether this is the user's password (and then its groups).
+    Password { user: &'a str, password: &'a str },
+    /// The user's groups, as the service account.
+    Groups { user: &'a str },
+}
+
+enum Answer {
+    Password(Check),
+    /// `None`: no single entry for the user.
+    Groups(Option<Vec<String>>),
+}
+
 pub struct Directory {
     settings: LdapSettings,
     tls: Arc<ClientConfig>,
@@ -64,34 +78,9 @@ impl Directory {
         if user.is_empty() || password.is_empty() {
             return Check::Invalid;
         }
-        let Ok(Ok(_permit)) = tokio::time::timeout(OPERATION_TIMEOUT, self.slots.acquire()).await
-        else {
-            return Check::Unavailable;
-        };
-        // A pooled connection may have been closed by the server since: one retry on a
-        // fresh connection.
-        if let Some(mut ldap) = self.pooled() {
-            if let Ok(check) = self.verify_on(&mut ldap, user, password).await {
-                self.put_back(ldap);
-                return check;
-            }
-        }
-        let result = match self.connect().await {
-            Ok(mut ldap) => self
-                .verify_on(&mut ldap, user, password)
-                .await
-                .map(|check| (check, ldap)),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok((check, ldap)) => {
-                self.put_back(ldap);
-                check
-            }
-            Err(e) => {
-                tracing::warn!(url = %self.settings.url, error = %e, "LDAP directory unavailable");
-                Check::Unavailable
-            }
+        match self.ask(Question::Password { user, password }).await {
+            Ok(Answer::Password(check)) => check,
+            Ok(Answer::Groups(_)) | Err(_) => Check::Unavailable,
         }
     }
 
@@ -105,21 +94,63 @@ impl Directory {
     /// The DNs of `user`'s groups, looked up as the service account; `None` when the
     /// directory has no single entry for it; an error when it cannot be asked.
     pub async fn member_groups(&self, user: &str) -> Result<Option<Vec<String>>, String> {
-        let _permit = tokio::time::timeout(OPERATION_TIMEOUT, self.slots.acquire())
-            .await
-            .map_err(|_| "the directory is busy".to_string())?;
-        let mut ldap = self.connect().await.map_err(|e| e.to_string())?;
-        let Some(entry) = self
-            .find(&mut ldap, user)
-            .await
-            .map_err(|e| e.to_string())?
+        match self.ask(Question::Groups { user }).await? {
+            Answer::Groups(groups) => Ok(groups),
+            Answer::Password(_) => Err("the directory answered another question".to_string()),
+        }
+    }
+
+    /// Ask the directory on one of at most [`MAX_CONNECTIONS`] connections: an idle
+    /// pooled one first (the server may have closed it since: then one retry on a fresh
+    /// connection), and the connection goes back to the pool after a good answer.
+    async fn ask(&self, question: Question<'_>) -> Result<Answer, String> {
+        let Ok(Ok(_permit)) = tokio::time::timeout(OPERATION_TIMEOUT, self.slots.acquire()).await
         else {
-            return Ok(None);
+            return Err("the directory is busy".to_string());
         };
-        self.groups(&mut ldap, entry)
-            .await
-            .map(Some)
-            .map_err(|e| e.to_string())
+        if let Some(mut ldap) = self.pooled() {
+            if let Ok(answer) = self.answer_on(&mut ldap, &question).await {
+                self.put_back(ldap);
+                return Ok(answer);
+            }
+        }
+        let result = match self.connect().await {
+            Ok(mut ldap) => self
+                .answer_on(&mut ldap, &question)
+                .await
+                .map(|answer| (answer, ldap)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((answer, ldap)) => {
+                self.put_back(ldap);
+                Ok(answer)
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.settings.url, error = %e, "LDAP directory unavailable");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    async fn answer_on(
+        &self,
+        ldap: &mut Ldap,
+        question: &Question<'_>,
+    ) -> ldap3::result::Result<Answer> {
+        match *question {
+            Question::Password { user, password } => self
+                .verify_on(ldap, user, password)
+                .await
+                .map(Answer::Password),
+            Question::Groups { user } => {
+                let groups = match self.find(ldap, user).await? {
+                    Some(entry) => Some(self.groups(ldap, entry).await?),
+                    None => None,
+                };
+                Ok(Answer::Groups(groups))
+            }
+        }
     }
 
     /// Bind as the service account and find `user`'s one entry (`None`: none or several).
