@@ -202,8 +202,9 @@ done
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 cell() { # TOPOLOGY ROW COLUMN FIELD (1 MB/s, 2 tunnel s/GB, 3 client s/GB)
+  if [[ $3 == direct && $4 == 2 ]]; then echo "—"; return; fi
   awk -F'\t' -v t="$1" -v r="$2" -v c="$3" -v f=$((4 + $4)) '$1 == t && $2 == r && $3 == c { print $f }' \
-    "$W/results.tsv" | { if [[ $3 == direct && $4 == 2 ]]; then echo "—"; else median; fi; }
+    "$W/results.tsv" | median
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "—" }'; }
 table() { # TOPOLOGY
