@@ -84,7 +84,9 @@ async fn run(
         record.port = Some(*port);
     }
     if let Some(auth) = &proxy.auth {
-        if !authenticate(auth, record, &mut client, head, peer).await {
+        // Boxed: a directory's connect is 5 KiB of future, which every tunnel would
+        // otherwise carry for its whole life (a task is as large as its largest state).
+        if !Box::pin(authenticate(auth, record, &mut client, head, peer)).await {
             return;
         }
     }
