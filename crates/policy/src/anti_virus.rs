@@ -4,17 +4,15 @@
 //! `tcp://host[:port]` or `unix:/path` for `clamd`; with `engine = "none"` it is
 //! ignored, so that an engine can be switched off without deleting its address.
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::authority::{split_configured, ConfiguredError, ConfiguredHost};
+use crate::authority::configured_host_port;
 use crate::compile::duration;
 use crate::diagnostics::Diagnostics;
-use crate::domain::normalize;
 use crate::raw::RawAntiVirus;
 use crate::settings::{AntiVirusSettings, AvEngine, ClamdAddress, IcapService};
 use crate::settings::{OnOversize, OnScanError};
@@ -135,7 +133,7 @@ pub(crate) fn icap_service(text: &str) -> Result<IcapService, String> {
     if service.contains(['#', ' ']) {
         return Err("the service may not contain `#` or spaces".into());
     }
-    let (host, port) = host_port(authority, DEFAULT_ICAP_PORT)?;
+    let (host, port) = configured_host_port(authority, DEFAULT_ICAP_PORT)?;
     Ok(IcapService {
         host,
         port,
@@ -147,7 +145,7 @@ pub(crate) fn icap_service(text: &str) -> Result<IcapService, String> {
 pub(crate) fn clamd_address(text: &str, base_dir: &Path) -> Result<ClamdAddress, String> {
     if let Some(rest) = strip_scheme(text, "tcp://") {
         let authority = rest.strip_suffix('/').unwrap_or(rest);
-        let (host, port) = host_port(authority, DEFAULT_CLAMD_PORT)?;
+        let (host, port) = configured_host_port(authority, DEFAULT_CLAMD_PORT)?;
         return Ok(ClamdAddress::Tcp { host, port });
     }
     if let Some(path) = strip_scheme(text, "unix:") {
@@ -164,34 +162,6 @@ fn strip_scheme<'a>(text: &'a str, scheme: &str) -> Option<&'a str> {
     let head = text.get(..scheme.len())?;
     head.eq_ignore_ascii_case(scheme)
         .then(|| &text[scheme.len()..])
-}
-
-/// `host`, `host:port`, `[v6]` or `[v6]:port`; the host is a DNS name or an IP address.
-fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
-    if authority.contains('@') {
-        return Err("user information is not supported".into());
-    }
-    let (host, port) = match split_configured(authority) {
-        Ok((ConfiguredHost::V6(v6), port)) => (v6.to_string(), port),
-        // An IPv4 address, or else a name (an IPv6 address needs its brackets).
-        Ok((ConfiguredHost::Other(host), port)) => {
-            if host.parse::<Ipv4Addr>().is_err() {
-                normalize(host).map_err(|why| format!("invalid host `{host}`: {why}"))?;
-            }
-            (host.to_owned(), port)
-        }
-        Err(ConfiguredError::Unclosed) => return Err("unclosed `[`".into()),
-        Err(ConfiguredError::BadV6) => return Err("invalid IPv6 address".into()),
-    };
-    let port = match port {
-        None => default_port,
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("invalid port `{port}`"))?,
-    };
-    Ok((host, port))
 }
 
 #[cfg(test)]

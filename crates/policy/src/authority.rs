@@ -1,8 +1,12 @@
 //! Splitting `host[:port]` or `[v6][:port]` where the port begins: the one splitter of
-//! the request target, the `Host` check and the admin endpoint's `Host`. What a host
-//! may be and whether a port is required stay the caller's.
+//! the request target, the `Host` check, the admin endpoint's `Host` and the server
+//! addresses of the configuration (anti-virus engines, syslog, phishing URLs). What a
+//! host may be and whether a port is required stay the caller's, but for the configured
+//! server addresses ([`configured_host_port`]).
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::domain::normalize;
 
 /// Why an authority cannot be split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +80,39 @@ pub(crate) fn split_configured(
         .parse()
         .map_err(|_| ConfiguredError::BadV6)?;
     Ok((ConfiguredHost::V6(v6), port))
+}
+
+/// A configured server address (ICAP, clamd, syslog): `host`, `host:port`, `[v6]` or
+/// `[v6]:port`, the host a DNS name or an IP address, `default_port` when none is written.
+/// The errors are for the caller's message about the whole address.
+pub(crate) fn configured_host_port(
+    authority: &str,
+    default_port: u16,
+) -> Result<(String, u16), String> {
+    if authority.contains('@') {
+        return Err("user information is not supported".into());
+    }
+    let (host, port) = match split_configured(authority) {
+        Ok((ConfiguredHost::V6(v6), port)) => (v6.to_string(), port),
+        // An IPv4 address, or else a name (an IPv6 address needs its brackets).
+        Ok((ConfiguredHost::Other(host), port)) => {
+            if host.parse::<Ipv4Addr>().is_err() {
+                normalize(host).map_err(|why| format!("invalid host `{host}`: {why}"))?;
+            }
+            (host.to_owned(), port)
+        }
+        Err(ConfiguredError::Unclosed) => return Err("unclosed `[`".into()),
+        Err(ConfiguredError::BadV6) => return Err("invalid IPv6 address".into()),
+    };
+    let port = match port {
+        None => default_port,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("invalid port `{port}`"))?,
+    };
+    Ok((host, port))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::action::{CertErrorPolicy, SslAction};
 use crate::admin::AdminToken;
+use crate::authority::configured_host_port;
 use crate::diagnostics::{ConfigError, Diagnostics};
 use crate::keytab::{first_http_principal, keytab_principals};
 use crate::net::{parse_net, port_number, IpSet};
@@ -714,25 +715,13 @@ fn syslog_target(text: &str) -> Result<SyslogTarget, String> {
             "`{text}` is not udp://host:port or tcp://host:port"
         ));
     };
-    let bracketed_or_plain = |host: &str| host.starts_with('[') || !host.contains(':');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if bracketed_or_plain(host) && !rest.ends_with(']') => {
-            let port = port
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("invalid port `{port}`"))?;
-            (host, port)
-        }
-        _ => (rest, default_port),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains('/') {
+    if rest.is_empty() {
         return Err(format!("`{text}` names no host"));
     }
+    let (host, port) = configured_host_port(rest, default_port)?;
     Ok(SyslogTarget {
         transport,
-        host: host.to_string(),
+        host,
         port,
     })
 }

@@ -656,6 +656,17 @@ fn syslog_targets_and_formats() {
     assert!(e[0].starts_with("sluice.toml:3: log.syslog:"), "{e:?}");
     let e = errors("[log]\nsyslog = \"udp://h:99999\"\n");
     assert!(e[0].contains("invalid port"), "{e:?}");
+    // The host is read as the anti-virus engines' is: an IPv6 address in brackets, a
+    // name that is a name.
+    for (target, why) in [
+        ("udp://2001:db8::1", "invalid host `2001:db8:`"),
+        ("udp://[zz]:514", "invalid IPv6 address"),
+        ("tcp://bad host", "invalid host `bad host`"),
+        ("tcp://", "names no host"),
+    ] {
+        let e = errors(&format!("[log]\nsyslog = \"{target}\"\n"));
+        assert!(e[0].contains(why), "{target}: {e:?}");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use sluice_inspect::{Scanner, Spooler};
-use sluice_policy::{Config, LeafKey, UpstreamProxy};
+use sluice_policy::{Config, LeafKey, LogSettings, TlsSettings, UpstreamProxy};
 use sluice_tls::ca::{CertificateAuthority, KeyKind};
 use sluice_tls::mint::{LeafKeyKind, Minter};
 use sluice_tls::verify::UpstreamVerifier;
@@ -192,59 +192,75 @@ impl Proxy {
         shared: &Shared,
     ) -> Result<Arc<Self>, ProxyError> {
         let tls = &config.settings.tls;
-        let leaf_key = match tls.leaf_key {
-            LeafKey::EcdsaP256 => LeafKeyKind::EcdsaP256,
-            LeafKey::Rsa2048 => LeafKeyKind::Rsa2048,
-        };
-        let untrusted_ca =
-            CertificateAuthority::generate("sluice untrusted CA", KeyKind::EcdsaP256)
-                .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
+        let (ca_pem, ca_der) = (ca.cert_pem().to_string(), ca.cert_der().to_vec());
+        let (minter, untrusted_minter) = minters(ca, tls)?;
         let verifier = UpstreamVerifier::new(&tls.upstream_roots, &tls.crl_files)
             .map_err(|e| ProxyError::UpstreamRoots(e.to_string()))?;
-        let upstream_tls = UpstreamConfigs::new(&verifier);
         let dialer = Arc::new(Dialer::new(
             Resolver::new(&config.settings.hosts_file),
             LocalAddrs::new(listeners),
             config.settings.deny_destinations.clone(),
             config.settings.limits.connect_timeout,
         ));
-        let log_settings = &config.settings.log;
-        let syslog = log_settings
-            .syslog
-            .as_ref()
-            .map(|target| Arc::new(Syslog::start(target, log_settings.syslog_format)));
+        let log = recorder(log, &config.settings.log, shared);
         // In a fleet, the ticket keys are the fleet's, per verdict (cluster/tickets.rs).
         let fleet_tickets = shared.cluster.ticketers();
-        let ca_pem = ca.cert_pem().to_string();
-        let ca_der = ca.cert_der().to_vec();
+        let anti_virus = &config.settings.anti_virus;
         Ok(Arc::new(Proxy {
-            minter: Minter::new(ca, leaf_key, tls.cert_cache_size),
-            untrusted_minter: Minter::new(Arc::new(untrusted_ca), leaf_key, tls.cert_cache_size),
+            minter,
+            untrusted_minter,
+            upstream_tls: UpstreamConfigs::new(&verifier),
             verifier,
             issuers: IssuerFetcher::new(dialer.clone()),
             crypto: Arc::new(sluice_tls::crypto::provider()),
-            upstream_tls,
             trusted_resumption: Resumption::new(fleet_tickets.as_ref().map(|t| t.0.clone() as _))?,
             untrusted_resumption: Resumption::new(fleet_tickets.map(|t| t.1 as _))?,
             cluster: shared.cluster.clone(),
             bypass: shared.bypass.clone(),
             ca_pem,
             ca_der,
-            log: Recorder::new(log, syslog, shared.metrics.clone()),
+            log,
             metrics: shared.metrics.clone(),
             plain: PlainClient::new(dialer.clone()),
             parent_plain: parent_pools(&config.settings.upstream_proxies, &dialer),
             auth: Authenticator::new(&config.settings.auth)
                 .map_err(|e| ProxyError::Auth(e.to_string()))?
                 .map(|auth| auth.in_fleet(shared.cluster.clone())),
-            scanner: Scanner::new(&config.settings.anti_virus),
-            spooler: Spooler::new(config.settings.anti_virus.max_scan_size)
-                .with_total(config.settings.anti_virus.max_spool_total),
+            scanner: Scanner::new(anti_virus),
+            spooler: Spooler::new(anti_virus.max_scan_size).with_total(anti_virus.max_spool_total),
             draining: shared.draining.clone(),
             dialer,
             config,
         }))
     }
+}
+
+/// The minter of the configured CA, and that of a CA made for this process only (the
+/// `untrusted` verdict's), with `tls.leaf_key` and `tls.cert_cache_size`.
+fn minters(
+    ca: Arc<CertificateAuthority>,
+    tls: &TlsSettings,
+) -> Result<(Minter, Minter), ProxyError> {
+    let leaf_key = match tls.leaf_key {
+        LeafKey::EcdsaP256 => LeafKeyKind::EcdsaP256,
+        LeafKey::Rsa2048 => LeafKeyKind::Rsa2048,
+    };
+    let untrusted_ca = CertificateAuthority::generate("sluice untrusted CA", KeyKind::EcdsaP256)
+        .map_err(|e| ProxyError::UntrustedCa(e.to_string()))?;
+    Ok((
+        Minter::new(ca, leaf_key, tls.cert_cache_size),
+        Minter::new(Arc::new(untrusted_ca), leaf_key, tls.cert_cache_size),
+    ))
+}
+
+/// The access log, with the syslog copy of `[log]` when it names one, counted in the
+/// process's metrics.
+fn recorder(log: AccessLog, settings: &LogSettings, shared: &Shared) -> Recorder {
+    let syslog = settings
+        .syslog
+        .as_ref()
+        .map(|target| Arc::new(Syslog::start(target, settings.syslog_format)));
+    Recorder::new(log, syslog, shared.metrics.clone())
 }
 
 /// One pool of plain-HTTP connections per parent proxy, by name.

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 
 use crate::body::{boxed, ProxyBody};
 use crate::context::Proxy;
-use crate::http::inspection::{self, Blocked, Passed, RequestInfo, ScanNote};
+use crate::http::inspection::{self, Blocked, Inspector, Passed, RequestInfo, ScanNote};
 use crate::http::progress;
 use crate::http::respond::Block;
 use crate::http::send::{Sent, Upstream, UpstreamFailure};
@@ -30,7 +30,8 @@ pub async fn exchange(
     upstream: impl Upstream,
 ) -> Response<ProxyBody> {
     let log = &proxy.log;
-    let passed = match inspection::check_request(proxy, &info) {
+    let inspector = Inspector::of(proxy);
+    let passed = match inspector.check_request(&info) {
         Ok(passed) => passed,
         Err(blocked) => return block(proxy, record, &info, blocked),
     };
@@ -45,7 +46,7 @@ pub async fn exchange(
     let head = passed.scan.then(|| head_of(&request));
     let idle = proxy.config.settings.limits.idle_timeout;
     let request = request.map(|body| progress::bounded(boxed(body), idle));
-    let (request, upload) = match scan_upload(proxy, request, &passed).await {
+    let (request, upload) = match scan_upload(&inspector, request, &passed).await {
         Ok(scanned) => scanned,
         Err(blocked) => return block(proxy, record, &info, blocked),
     };
@@ -66,7 +67,10 @@ pub async fn exchange(
         upgrade::relay_if_switched(client_upgrade, &mut response, idle);
         return respond::relay_response(log, record, response, upgrading);
     }
-    match inspection::check_response(proxy, &info, passed, head.as_ref(), response).await {
+    match inspector
+        .check_response(&info, passed, head.as_ref(), response)
+        .await
+    {
         Ok((response, note, rule)) => {
             record.rule = Some(rule);
             let unscanned = note.unscanned || upload.unscanned;
@@ -83,15 +87,15 @@ pub async fn exchange(
 /// Hold an upload until the engine has seen it, when the rule scans and
 /// `anti_virus.scan_uploads` is on.
 async fn scan_upload(
-    proxy: &Proxy,
+    inspector: &Inspector<'_>,
     request: Request<ProxyBody>,
     passed: &Passed,
 ) -> Result<(Request<ProxyBody>, ScanNote), Blocked> {
-    let scan_upload = passed.scan && proxy.config.settings.anti_virus.scan_uploads;
+    let scan_upload = passed.scan && inspector.anti_virus.scan_uploads;
     if !scan_upload || request.body().is_end_stream() {
         return Ok((request, ScanNote::default()));
     }
-    inspection::scan_upload(proxy, request, &passed.rule).await
+    inspector.scan_upload(request, &passed.rule).await
 }
 
 /// The first-byte phase: the request goes upstream, and its response head must arrive
