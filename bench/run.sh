@@ -252,6 +252,11 @@ profile_section() {
   echo "runs the receiver's TCP/IP input in the sender's context: \"send\""
   echo "includes the origin's and the client's receive path, and the wakeup of the process"
   echo "on the other CPU (an inter-processor interrupt: a VM exit under a hypervisor)."
+  echo "The last line counts the samples with a trust check anywhere on their stack: the"
+  echo "upstream chain's verification and revocation (webpki, sluice_tls::verify and ::ocsp)"
+  echo "and the SNI and Host checks. It is a lower bound: perf walks stacks by frame"
+  echo "pointers, which the release build omits, so a sample whose stack lost the caller"
+  echo "(a signature check deep in aws-lc, say) is not counted."
   echo
   profile_table
 }
