@@ -76,34 +76,8 @@ cg_init
 cg_make loadgen
 LOADGEN_CG=$CG_DIR
 
-origin() { # NS ADDR NAME: an nginx serving $W/www on ADDR:443, CPU 1
-  local ns=$1 addr=$2 name=$3
-  mkdir -p "$W/$name"
-  cat > "$W/$name/nginx.conf" << EOF
-daemon off;
-master_process on;
-worker_processes 1;
-user www-data;
-pid $W/$name/nginx.pid;
-error_log $W/$name/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  ssl_protocols TLSv1.2 TLSv1.3;
-  root $W/www;
-  server {
-    listen $addr:443 ssl;
-    ssl_certificate $CERTS/wildcard.pem;
-    ssl_certificate_key $CERTS/wildcard-key.pem;
-  }
-}
-EOF
-  NS=$ns spawn 1 "" "$W/$name.log" nginx -c "$W/$name/nginx.conf"
-  NS=$ns wait_listen nginx "$START_PID" 443 "$W/$name.log"
-}
-origin "$ORIGIN" 10.232.0.2 origin-veth
-origin "$ROUTER" 127.0.0.1 origin-lo
+start_origin "$ORIGIN" 10.232.0.2 origin-veth
+start_origin "$ROUTER" 127.0.0.1 origin-lo
 
 cat > "$W/sluice.toml" << TOML
 [proxy]

@@ -352,22 +352,30 @@ routed_cleanup() {
 # Test certificates and an nginx origin in the namespace $ORIGIN on ADDR:443 serving the
 # 100-byte /small with the wildcard certificate (bench/cluster.sh, bench/transparent.sh).
 start_small_origin() { # ADDR
-  local addr=$1
   "$LOADGEN" certs --dir "$CERTS" --domain bench.test > "$W/certs.log" 2>&1 \
     || { show_tail "$W/certs.log"; die "loadgen certs failed"; }
-  mkdir -p "$W/www" "$W/nginx"
+  mkdir -p "$W/www"
   head -c 100 /dev/zero | tr '\0' 's' > "$W/www/small"
   chmod 755 "$W" "$W/www"; chmod 644 "$W/www/small"
-  cat > "$W/nginx/nginx.conf" << EOF
+  start_origin "$ORIGIN" "$1" nginx
+}
+
+# An nginx (one worker, CPU 1) in namespace NS on ADDR:443 serving $W/www with the wildcard
+# certificate of $CERTS; its files under $W/NAME, its output in $W/NAME.log.
+start_origin() { # NS ADDR NAME
+  local ns=$1 addr=$2 name=$3
+  mkdir -p "$W/$name"
+  cat > "$W/$name/nginx.conf" << EOF
 daemon off;
 master_process on;
 worker_processes 1;
 user www-data;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/error.log warn;
+pid $W/$name/nginx.pid;
+error_log $W/$name/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 1000000;
   ssl_protocols TLSv1.2 TLSv1.3;
   root $W/www;
   server {
@@ -377,8 +385,8 @@ http {
   }
 }
 EOF
-  NS=$ORIGIN spawn 1 "" "$W/nginx.log" nginx -c "$W/nginx/nginx.conf"
-  NS=$ORIGIN wait_listen nginx "$START_PID" 443 "$W/nginx.log"
+  NS=$ns spawn 1 "" "$W/$name.log" nginx -c "$W/$name/nginx.conf"
+  NS=$ns wait_listen nginx "$START_PID" 443 "$W/$name.log"
 }
 
 # The EXIT trap: stop exactly what we started, then remove the namespace, its /etc/netns
