@@ -126,6 +126,55 @@ fn get(raw: &mut Raw, url: &str, authorization: Option<&str>) -> (u16, String) {
     (status, head)
 }
 
+/// The `[auth]` keys that look Kerberos users' groups up in `slapd` as the service
+/// account (whose password file it writes into `dir`).
+fn directory_for_groups(dir: &std::path::Path, slapd: &Slapd) -> String {
+    std::fs::write(dir.join("ldap-password"), "service-secret\n").unwrap();
+    format!(
+        "ldap_url = \"{}\"\n\
+         ldap_bind_dn = \"cn=admin,{SUFFIX}\"\n\
+         ldap_bind_password_file = \"ldap-password\"\n\
+         ldap_user_base = \"ou=people,{SUFFIX}\"\n\
+         ldap_user_filter = \"(uid={{user}})\"\n\
+         ldap_group_base = \"ou=groups,{SUFFIX}\"\n",
+        slapd.url()
+    )
+}
+
+/// Sluice with Negotiate in front of an origin, alice's ticket cache, the origin's URL and
+/// a token of alice's that sluice has accepted once (so the next use of it is a replay).
+struct SignedIn {
+    _origin: Origin,
+    kdc: Kdc,
+    ccache: std::path::PathBuf,
+    sluice: Sluice,
+    url: String,
+    token: String,
+}
+
+impl SignedIn {
+    fn start() -> SignedIn {
+        let pki = TestPki::new();
+        let origin = Origin::start(OriginOptions::default());
+        let dir = tempfile::tempdir().unwrap();
+        let kdc = realm(dir.path());
+        let ccache = kdc.kinit("alice", "wonderland");
+        let sluice = start(&pki, dir, "", &[443]);
+        let url = format!("http://127.0.0.1:{}/hello", origin.port());
+        let token = captured_token(&kdc, &ccache, "localhost");
+        let (status, _) = get(&mut Raw::connect(sluice.addr), &url, Some(&token));
+        assert_eq!(status, 200, "the ticket itself");
+        SignedIn {
+            _origin: origin,
+            kdc,
+            ccache,
+            sluice,
+            url,
+            token,
+        }
+    }
+}
+
 /// A CONNECT with Negotiate: tunnelled or bumped by rules on the Kerberos user (by full
 /// principal, then by short name), the client principal in each record.
 #[test]
@@ -274,18 +323,16 @@ fn a_407_offers_negotiate_then_basic() {
 /// allow; sluice serves a real ticket afterwards.
 #[test]
 fn garbage_replayed_or_foreign_tickets_get_407() {
-    let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let kdc = realm(dir.path());
-    let ccache = kdc.kinit("alice", "wonderland");
-    let sluice = start(&pki, dir, "", &[443]);
-    let url = format!("http://127.0.0.1:{}/hello", origin.port());
-
-    let token = captured_token(&kdc, &ccache, "localhost");
-    let (status, _) = get(&mut Raw::connect(sluice.addr), &url, Some(&token));
-    assert_eq!(status, 200, "the ticket itself");
-    let foreign = captured_token(&kdc, &ccache, "127.0.0.1");
+    let signed_in = SignedIn::start();
+    let SignedIn {
+        kdc,
+        ccache,
+        sluice,
+        url,
+        token,
+        ..
+    } = &signed_in;
+    let foreign = captured_token(kdc, ccache, "127.0.0.1");
     // A real ticket cut short, its base64 still well-formed.
     let ticket = token.strip_prefix("Negotiate ").unwrap();
     let truncated = format!("Negotiate {}", &ticket[..ticket.len() / 2 / 4 * 4]);
@@ -297,7 +344,7 @@ fn garbage_replayed_or_foreign_tickets_get_407() {
         ("empty", "Negotiate"),
         ("truncated", truncated.as_str()),
     ] {
-        let (status, head) = get(&mut Raw::connect(sluice.addr), &url, Some(header));
+        let (status, head) = get(&mut Raw::connect(sluice.addr), url, Some(header));
         assert_eq!(
             status,
             407,
@@ -315,7 +362,7 @@ fn garbage_replayed_or_foreign_tickets_get_407() {
     }
     let records = sluice.wait_records("refused", 6, |r| r["status"] == 407);
     assert!(records.iter().all(|r| r["user"].is_null()), "{records:#?}");
-    let out = negotiate(&kdc, &ccache, &proxy_by_name(&sluice), &[&url]);
+    let out = negotiate(kdc, ccache, &proxy_by_name(sluice), &[url]);
     assert_eq!(out.status, 200, "a real ticket after: {}", out.stderr);
 }
 
@@ -329,17 +376,11 @@ fn directory_groups_decide_for_kerberos_users() {
     let origin = Origin::start(OriginOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let kdc = realm(dir.path());
-    std::fs::write(dir.path().join("ldap-password"), "service-secret\n").unwrap();
     let more = format!(
-        "ldap_url = \"{}\"\n\
-         ldap_bind_dn = \"cn=admin,{SUFFIX}\"\n\
-         ldap_bind_password_file = \"ldap-password\"\n\
-         ldap_user_base = \"ou=people,{SUFFIX}\"\n\
-         ldap_user_filter = \"(uid={{user}})\"\n\
-         ldap_group_base = \"ou=groups,{SUFFIX}\"\n\n\
+        "{}\n\
          [[ssl_rules]]\nname = \"finance-tunnels\"\ngroups = [\"finance\"]\naction = \"tunnel\"\n\n\
          [[http_rules]]\nname = \"no-contractors\"\ngroups = [\"contractors\"]\naction = \"block\"\n",
-        slapd.url()
+        directory_for_groups(dir.path(), &slapd)
     );
     let sluice = start(&pki, dir, &more, &[origin.port()]);
     let proxy = proxy_by_name(&sluice);
@@ -440,21 +481,20 @@ fn chromium_signs_in_with_negotiate_through_the_proxy() {
 /// its success forgives the address.
 #[test]
 fn refused_tickets_slow_their_address_like_wrong_passwords_and_a_valid_one_still_gets_in() {
-    let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let kdc = realm(dir.path());
-    let ccache = kdc.kinit("alice", "wonderland");
-    let sluice = start(&pki, dir, "", &[443]);
-    let url = format!("http://127.0.0.1:{}/hello", origin.port());
-    let token = captured_token(&kdc, &ccache, "localhost");
-    let (status, _) = get(&mut Raw::connect(sluice.addr), &url, Some(&token));
-    assert_eq!(status, 200, "the ticket itself");
+    let signed_in = SignedIn::start();
+    let SignedIn {
+        kdc,
+        ccache,
+        sluice,
+        url,
+        token,
+        ..
+    } = &signed_in;
 
     // A replayed ticket is verified by GSSAPI and refused by its replay cache.
     let refused_in = |what: &str| -> Duration {
         let began = Instant::now();
-        let (status, head) = get(&mut Raw::connect(sluice.addr), &url, Some(&token));
+        let (status, head) = get(&mut Raw::connect(sluice.addr), url, Some(token));
         assert_eq!(status, 407, "{what}: {head}");
         began.elapsed()
     };
@@ -482,10 +522,10 @@ fn refused_tickets_slow_their_address_like_wrong_passwords_and_a_valid_one_still
         })
         .collect();
     let other = negotiate(
-        &kdc,
-        &ccache,
-        &proxy_by_name(&sluice),
-        &["-4", "--interface", "127.0.0.2", &url],
+        kdc,
+        ccache,
+        &proxy_by_name(sluice),
+        &["-4", "--interface", "127.0.0.2", url],
     );
     let alice_done = Instant::now();
     assert_eq!(other.status, 200, "alice elsewhere: {}", other.stderr);
@@ -507,7 +547,7 @@ fn refused_tickets_slow_their_address_like_wrong_passwords_and_a_valid_one_still
 
     // A valid ticket from the slowed address: slowed too, then accepted.
     let began = Instant::now();
-    let out = negotiate(&kdc, &ccache, &proxy_by_name(&sluice), &["-4", &url]);
+    let out = negotiate(kdc, ccache, &proxy_by_name(sluice), &["-4", url]);
     assert_eq!(out.status, 200, "a valid ticket after: {}", out.stderr);
     assert!(began.elapsed() >= MAX_DELAY, "{:?}", began.elapsed());
     let served = sluice.wait_records("of alice", 3, |r| r["status"] == 200);
@@ -531,16 +571,10 @@ fn with_the_directory_down_a_cached_kerberos_user_is_served_and_others_get_503()
     let origin = Origin::start(OriginOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let kdc = realm(dir.path());
-    std::fs::write(dir.path().join("ldap-password"), "service-secret\n").unwrap();
     let more = format!(
-        "ldap_url = \"{}\"\n\
-         ldap_bind_dn = \"cn=admin,{SUFFIX}\"\n\
-         ldap_bind_password_file = \"ldap-password\"\n\
-         ldap_user_base = \"ou=people,{SUFFIX}\"\n\
-         ldap_user_filter = \"(uid={{user}})\"\n\
-         ldap_group_base = \"ou=groups,{SUFFIX}\"\n\n\
+        "{}\n\
          [[ssl_rules]]\nname = \"finance-tunnels\"\ngroups = [\"finance\"]\naction = \"tunnel\"\n",
-        slapd.url()
+        directory_for_groups(dir.path(), &slapd)
     );
     let sluice = start(&pki, dir, &more, &[origin.port()]);
     let proxy = proxy_by_name(&sluice);
