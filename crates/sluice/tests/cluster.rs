@@ -95,6 +95,25 @@ fn wait_up(sluice: &Sluice, up: u8) {
     });
 }
 
+/// An origin serving the test PKI's valid certificate.
+fn valid_origin(pki: &TestPki) -> Origin {
+    Origin::start(OriginOptions {
+        tls: Some(pki.valid()),
+        ..Default::default()
+    })
+}
+
+/// Three nodes on `redis` (B and C with A's CA), each with `tls` keys, all up.
+fn three_nodes(pki: &TestPki, redis: &Redis, ports: &[u16], tls: &str) -> [Sluice; 3] {
+    let a = node(pki, &redis.url(), None, ports, tls);
+    let b = node(pki, &redis.url(), Some(&a), ports, tls);
+    let c = node(pki, &redis.url(), Some(&a), ports, tls);
+    for n in [&a, &b, &c] {
+        wait_up(n, 1);
+    }
+    [a, b, c]
+}
+
 fn stderr_lines(sluice: &Sluice, containing: &str) -> usize {
     sluice
         .stderr()
@@ -110,19 +129,11 @@ fn stderr_lines(sluice: &Sluice, containing: &str) -> usize {
 #[test]
 fn a_bypass_taught_through_two_nodes_is_honoured_by_a_third_and_deleted_on_all() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions {
-        tls: Some(pki.valid()),
-        ..Default::default()
-    });
+    let origin = valid_origin(&pki);
     let redis = Redis::start();
     let ports = [origin.port()];
     let tls = "learn_after = 2";
-    let a = node(&pki, &redis.url(), None, &ports, tls);
-    let b = node(&pki, &redis.url(), Some(&a), &ports, tls);
-    let c = node(&pki, &redis.url(), Some(&a), &ports, tls);
-    for n in [&a, &b, &c] {
-        wait_up(n, 1);
-    }
+    let [a, b, c] = three_nodes(&pki, &redis, &ports, tls);
     let root = pinning_root(&pki);
     // The same address twice on A counts once: not learned.
     for _ in 0..2 {
@@ -187,10 +198,7 @@ fn a_bypass_taught_through_two_nodes_is_honoured_by_a_third_and_deleted_on_all()
 #[test]
 fn a_session_made_through_one_node_resumes_through_another() {
     let pki = TestPki::new();
-    let valid = Origin::start(OriginOptions {
-        tls: Some(pki.valid()),
-        ..Default::default()
-    });
+    let valid = valid_origin(&pki);
     let expired = Origin::start(OriginOptions {
         tls: Some(pki.expired()),
         ..Default::default()
@@ -284,10 +292,7 @@ fn a_session_made_through_one_node_resumes_through_another() {
 #[test]
 fn redis_killed_mid_run_costs_no_request_and_sharing_resumes_when_it_is_back() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions {
-        tls: Some(pki.valid()),
-        ..Default::default()
-    });
+    let origin = valid_origin(&pki);
     let mut redis = Redis::start();
     let ports = [origin.port()];
     let tls = "learn_after = 1";
@@ -347,10 +352,7 @@ fn redis_killed_mid_run_costs_no_request_and_sharing_resumes_when_it_is_back() {
 #[test]
 fn a_tarpit_or_a_garbage_redis_is_treated_as_down() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions {
-        tls: Some(pki.valid()),
-        ..Default::default()
-    });
+    let origin = valid_origin(&pki);
     let root = pinning_root(&pki);
     for junk in [
         None,
@@ -385,10 +387,7 @@ fn a_tarpit_or_a_garbage_redis_is_treated_as_down() {
 #[test]
 fn authentication_failures_are_counted_across_the_fleet() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions {
-        tls: Some(pki.valid()),
-        ..Default::default()
-    });
+    let origin = valid_origin(&pki);
     let redis = Redis::start();
     let alice = bcrypt::hash("wonderland", 4).unwrap();
     let users = format!("alice:{alice}\n");
@@ -520,21 +519,13 @@ fn milliseconds(times: &[Duration]) -> Vec<u128> {
 #[test]
 fn learned_bypasses_and_deletions_reach_every_node_within_a_second() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions {
-        tls: Some(pki.valid()),
-        ..Default::default()
-    });
+    let origin = valid_origin(&pki);
     let redis = Redis::start();
     let ports = [origin.port()];
     // One rejection teaches: the bypass is learned on the node the client went through.
     let tls = "learn_after = 1";
-    let a = node(&pki, &redis.url(), None, &ports, tls);
-    let b = node(&pki, &redis.url(), Some(&a), &ports, tls);
-    let c = node(&pki, &redis.url(), Some(&a), &ports, tls);
+    let [a, b, c] = three_nodes(&pki, &redis, &ports, tls);
     let nodes = [("A", &a), ("B", &b), ("C", &c)];
-    for (_, n) in nodes {
-        wait_up(n, 1);
-    }
     let root = pinning_root(&pki);
     let listed = |n: &Sluice| bypasses(n).as_array().is_some_and(|l| l.len() == 1);
     let cleared = |n: &Sluice| bypasses(n) == serde_json::json!([]);
@@ -593,10 +584,7 @@ fn written_by(sluice: &Sluice) -> String {
 #[test]
 fn a_password_in_the_redis_url_logs_in_and_is_never_logged() {
     let pki = TestPki::new();
-    let origin = Origin::start(OriginOptions {
-        tls: Some(pki.valid()),
-        ..Default::default()
-    });
+    let origin = valid_origin(&pki);
     let password = "url-secret-4f1c";
     let wrong = "not-the-secret-9d2e";
     let redis = Redis::start_with_password(password);
